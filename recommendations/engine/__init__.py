@@ -1,0 +1,1 @@
+"""The recommendation math: plain numpy, no Django, no Channels."""

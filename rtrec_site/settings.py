@@ -1,0 +1,169 @@
+"""Settings for rtrec, read from the environment.
+
+Every value has an embedded default so that the project runs with nothing
+started (SQLite in var/, the in-memory channel layer). A malformed value
+stops the process with ImproperlyConfigured instead of being guessed at.
+"""
+
+import warnings
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from rtrec_site.env import env_bool, env_list, env_number, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("RTREC_VAR_DIR", str(BASE_DIR / "var")))
+
+DEVELOPMENT_SECRET_KEY = "rtrec-development-key-do-not-use-in-production"
+SECRET_KEY = env_str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+DEBUG = env_bool("DEBUG", SECRET_KEY == DEVELOPMENT_SECRET_KEY)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+
+if SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+    warnings.warn("SECRET_KEY is not set: using the development key", stacklevel=1)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "events",
+    "recommendations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "rtrec_site.urls"
+ASGI_APPLICATION = "rtrec_site.asgi.application"
+WSGI_APPLICATION = "rtrec_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database():
+    url = env_str("DATABASE_URL")
+    if not url:
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "rtrec.sqlite3",
+            "OPTIONS": {
+                # WAL lets readers go on while an event is written;
+                # IMMEDIATE takes the write lock up front, so two writers
+                # wait on the busy timeout instead of failing to upgrade.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+
+    try:
+        config = dj_database_url.parse(url, conn_max_age=60)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not usable: {exc}") from None
+    if config["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_URL must be a postgres:// URL")
+    return config
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+def _channel_layer():
+    url = env_str("REDIS_URL")
+    if not url:
+        return {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured("REDIS_URL must be a redis:// URL")
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [url], "capacity": 1000, "expiry": 30},
+    }
+
+
+CHANNEL_LAYERS = {"default": _channel_layer()}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+
+# Everything the recommender itself reads, in one namespace.
+RTREC = {
+    "MODEL_DIR": Path(env_str("RTREC_MODEL_DIR", str(VAR_DIR / "models"))),
+    "DATA_DIR": Path(
+        env_str("RTREC_DATA", str(BASE_DIR.parent / "shared/data/ml-100k"))
+    ),
+    "WS_TOKEN_TTL": env_number("RTREC_WS_TOKEN_TTL", 3600, minimum=1),
+    "MAX_FRAME_BYTES": env_number("RTREC_MAX_FRAME_BYTES", 64 * 1024, minimum=256),
+    "DEFAULT_N": 10,
+    "MAX_N": 100,
+    # How much one event of each kind says the user likes the item, on the
+    # rating scale's distance from its midpoint. A rate uses its own value.
+    "EVENT_WEIGHTS": {
+        "view": 0.5,
+        "click": 1.0,
+        "add_to_cart": 2.0,
+        "purchase": 3.0,
+        "like": 2.0,
+        "dislike": -2.0,
+    },
+    "RATING_SCALE": (1.0, 5.0),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
