@@ -141,6 +141,9 @@ RTREC = {
     ),
     "WS_TOKEN_TTL": env_number("RTREC_WS_TOKEN_TTL", 3600, minimum=1),
     "MAX_FRAME_BYTES": env_number("RTREC_MAX_FRAME_BYTES", 64 * 1024, minimum=256),
+    # Messages a second one socket may send, on average and in a burst.
+    "WS_RATE": env_number("RTREC_WS_RATE", 50, minimum=1),
+    "WS_BURST": env_number("RTREC_WS_BURST", 100, minimum=1),
     "DEFAULT_N": 10,
     "MAX_N": 100,
     # How much one event of each kind says the user likes the item, on the

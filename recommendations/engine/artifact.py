@@ -107,7 +107,8 @@ def load_artifact(path):
     version = arrays.get("format_version")
     if version is None or int(version) != FORMAT_VERSION:
         raise ArtifactError(
-            f"model file {path} has format {version}, this server reads {FORMAT_VERSION}"
+            f"model file {path} has format {version}, "
+            f"this server reads {FORMAT_VERSION}"
         )
 
     try:

@@ -24,3 +24,27 @@ def top_n(scores, n, excluded=None):
 
     best = np.argpartition(-scores, n - 1)[:n]
     return best[np.argsort(-scores[best], kind="stable")]
+
+
+def predict_pairs(artifact, user_index, item_index, clip=True):
+    """Predicted ratings for (user, item) index pairs; -1 marks an unknown id.
+
+    An unknown user or item contributes no bias and no factors, which is
+    how Surprise's SVD estimates a pair it has not seen.
+    """
+    known_user = user_index >= 0
+    known_item = item_index >= 0
+    both = known_user & known_item
+
+    estimate = np.full(len(user_index), artifact.global_mean, dtype=np.float64)
+    estimate[known_user] += artifact.user_bias[user_index[known_user]]
+    estimate[known_item] += artifact.item_bias[item_index[known_item]]
+
+    users = artifact.user_factors[user_index[both]]
+    items = artifact.item_factors[item_index[both]]
+    estimate[both] += np.einsum("ij,ij->i", users, items)
+
+    if clip:
+        low, high = artifact.rating_scale
+        np.clip(estimate, low, high, out=estimate)
+    return estimate
