@@ -29,7 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--reg", type=float, default=defaults.reg)
         parser.add_argument(
             "--feedback",
-            choices=["explicit", "implicit", "auto"],
+            choices=["explicit"],
             default=defaults.feedback,
         )
         parser.add_argument("--holdout", type=_fraction, default=defaults.holdout)

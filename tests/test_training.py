@@ -1,0 +1,82 @@
+"""`manage.py train` on a small catalog held in the real database."""
+
+import io
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from recommendations.engine.artifact import load_artifact
+from recommendations.models import ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+
+def train(*args):
+    out = io.StringIO()
+    call_command("train", "--factors", "8", "--epochs", "10", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_it_refuses_to_train_on_an_empty_database():
+    with pytest.raises(CommandError, match="no ratings"):
+        train()
+
+    assert ModelVersion.objects.count() == 0
+
+
+def test_it_writes_an_artifact_and_an_active_version(catalog):
+    output = train()
+
+    version = ModelVersion.objects.get()
+    assert version.is_active
+    assert version.version in output
+    assert "rmse=" in output
+    assert version.params["factors"] == 8
+    assert version.n_users == 30
+    assert version.n_interactions == 30 * 12
+    assert 0 < version.metrics["rmse"] < 2
+    assert 0 < version.metrics["mae"] <= version.metrics["rmse"]
+    assert version.training_seconds > 0
+
+    artifact = load_artifact(version.artifact_path)
+    assert artifact.item_factors.shape == (version.n_items, 8)
+    assert artifact.user_factors.shape == (version.n_users, 8)
+
+
+def test_a_new_version_replaces_the_active_one(catalog):
+    train()
+    train()
+
+    assert ModelVersion.objects.count() == 2
+    assert ModelVersion.objects.filter(is_active=True).count() == 1
+    assert ModelVersion.objects.active() == ModelVersion.objects.order_by("pk").last()
+
+
+def test_no_activate_leaves_the_served_version_alone(catalog):
+    train()
+    first = ModelVersion.objects.active()
+
+    train("--no-activate")
+
+    assert ModelVersion.objects.active() == first
+
+
+def test_the_same_seed_trains_the_same_model(catalog):
+    train("--seed", "3")
+    train("--seed", "3")
+
+    first, second = ModelVersion.objects.order_by("pk")
+    a, b = load_artifact(first.artifact_path), load_artifact(second.artifact_path)
+    np.testing.assert_array_equal(a.item_factors, b.item_factors)
+    assert first.metrics == second.metrics
+
+
+@pytest.mark.parametrize(
+    "args", [["--holdout", "1.5"], ["--factors", "0"], ["--feedback", "stars"]]
+)
+def test_it_rejects_bad_flags(catalog, args):
+    with pytest.raises(CommandError):
+        train(*args)
+
+    assert ModelVersion.objects.count() == 0
