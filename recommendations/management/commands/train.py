@@ -56,7 +56,10 @@ class Command(BaseCommand):
         self.stdout.write(self._summary(version))
 
     def _summary(self, version):
-        metrics = " ".join(f"{k}={v:.4f}" for k, v in version.metrics.items())
+        metrics = " ".join(
+            f"{name}={value:.4f}" if isinstance(value, float) else f"{name}={value}"
+            for name, value in version.metrics.items()
+        )
         state = "active" if version.is_active else "not activated"
         return (
             f"model {version.version} ({state}): {version.n_interactions} "

@@ -1,0 +1,219 @@
+"""MovieLens 100K figures: import, training and scoring, side by side.
+
+Runs against a throwaway SQLite database and model folder, so it never
+touches var/. Every ratio is measured in the same run, because the
+machines this runs on are shared and noisy.
+
+    python bench/ml100k.py [--repeat 3] [--json]
+"""
+
+import argparse
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def setup_django(workdir):
+    os.environ["RTREC_VAR_DIR"] = str(workdir)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rtrec_site.settings")
+    os.environ.pop("DATABASE_URL", None)
+    import warnings
+
+    warnings.filterwarnings("ignore", message="SECRET_KEY is not set")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def timed(function, *args, **kwargs):
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
+def spread(samples):
+    return {
+        "median": statistics.median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "runs": len(samples),
+    }
+
+
+def bench_import(data_dir):
+    from django.core.management import call_command
+
+    seconds, _ = timed(
+        call_command, "import_movielens", str(data_dir), stdout=io.StringIO()
+    )
+    return seconds
+
+
+def bench_training(repeat):
+    """`train`'s whole path beside a bare Surprise fit on the same ratings."""
+    from surprise import SVD, Dataset, Reader
+
+    from recommendations.training import (
+        TrainingSettings,
+        holdout_mask,
+        read_ratings,
+        train_model,
+    )
+
+    # The bare fit sees exactly the rows `train` fits on: all but the holdout.
+    table = read_ratings()
+    options = TrainingSettings()
+    kept = ~holdout_mask(len(table), options.holdout, options.seed)
+    rows = list(
+        zip(
+            table.user_ids[kept].tolist(),
+            table.item_ids[kept].tolist(),
+            table.values[kept].tolist(),
+            [None] * int(kept.sum()),
+            strict=True,
+        )
+    )
+
+    ours, bare, rmse = [], [], None
+    for _ in range(repeat):
+        seconds, version = timed(train_model, options)
+        ours.append(seconds)
+        rmse = version.metrics["rmse"]
+
+        started = time.perf_counter()
+        trainset = Dataset(Reader(rating_scale=(1, 5))).construct_trainset(rows)
+        SVD(random_state=options.seed).fit(trainset)
+        bare.append(time.perf_counter() - started)
+    return ours, bare, rmse
+
+
+def bench_scoring(repeat, loops=200):
+    """One user over every item: the served path against predict() per item."""
+    import numpy as np
+    from surprise import SVD, Dataset, Reader
+
+    from recommendations.engine.scoring import score_items, top_n
+    from recommendations.training import artifact_from_svd, read_ratings
+
+    table = read_ratings()
+    rows = [
+        (u, i, r, None)
+        for u, i, r in zip(
+            table.user_ids.tolist(),
+            table.item_ids.tolist(),
+            table.values.tolist(),
+            strict=True,
+        )
+    ]
+    trainset = Dataset(Reader(rating_scale=(1, 5))).construct_trainset(rows)
+    algo = SVD(random_state=0)
+    algo.fit(trainset)
+    artifact = artifact_from_svd(algo, trainset)
+    row = int(np.flatnonzero(artifact.user_ids == "196")[0])
+    raw_items = artifact.item_ids.tolist()
+
+    def vectorised():
+        scores = score_items(
+            artifact.item_factors,
+            artifact.item_bias,
+            artifact.global_mean,
+            artifact.user_factors[row],
+            artifact.user_bias[row],
+        )
+        return top_n(scores, 10)
+
+    def predict_loop():
+        estimates = [algo.predict("196", item).est for item in raw_items]
+        return np.argsort(estimates)[::-1][:10]
+
+    fast, slow = [], []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for _ in range(loops):
+            vectorised()
+        fast.append((time.perf_counter() - started) / loops)
+
+        started = time.perf_counter()
+        for _ in range(max(1, loops // 20)):
+            predict_loop()
+        slow.append((time.perf_counter() - started) / max(1, loops // 20))
+    return fast, slow, len(raw_items)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--data", default=os.environ.get("RTREC_DATA"))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="rtrec-bench-") as workdir:
+        setup_django(Path(workdir))
+        from django.conf import settings
+
+        data_dir = Path(args.data) if args.data else settings.RTREC["DATA_DIR"]
+        import_seconds = bench_import(data_dir)
+        ours, bare, rmse = bench_training(args.repeat)
+        fast, slow, n_items = bench_scoring(args.repeat)
+
+    report = {
+        "import_seconds": import_seconds,
+        "train_seconds": spread(ours),
+        "bare_surprise_fit_seconds": spread(bare),
+        "train_over_bare_fit": statistics.median(ours) / statistics.median(bare),
+        "heldout_rmse": rmse,
+        "items_scored": n_items,
+        "score_one_user_vectorised_ms": spread([s * 1e3 for s in fast]),
+        "score_one_user_predict_loop_ms": spread([s * 1e3 for s in slow]),
+        "predict_loop_over_vectorised": statistics.median(slow)
+        / statistics.median(fast),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_table(report)
+
+
+def print_table(report):
+    def line(name, sample, unit):
+        print(
+            f"{name:<44} {sample['median']:>10.3f} {unit}"
+            f"  (min {sample['min']:.3f}, max {sample['max']:.3f}, "
+            f"{sample['runs']} runs)"
+        )
+
+    print(f"{'import_movielens ml-100k':<44} {report['import_seconds']:>10.3f} s")
+    line("train (read, fit, evaluate, write, record)", report["train_seconds"], "s")
+    line("bare Surprise SVD fit", report["bare_surprise_fit_seconds"], "s")
+    print(f"{'  ratio train / bare fit':<44} {report['train_over_bare_fit']:>10.2f}")
+    print(f"{'held-out RMSE (default flags)':<44} {report['heldout_rmse']:>10.4f}")
+    n = report["items_scored"]
+    line(
+        f"score user 196 over {n} items, vectorised",
+        report["score_one_user_vectorised_ms"],
+        "ms",
+    )
+    line(
+        f"score user 196 over {n} items, predict() loop",
+        report["score_one_user_predict_loop_ms"],
+        "ms",
+    )
+    print(
+        f"{'  ratio predict() loop / vectorised':<44} "
+        f"{report['predict_loop_over_vectorised']:>10.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
