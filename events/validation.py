@@ -143,6 +143,16 @@ def validate_similar(message):
     return SimilarMessage(item=_identifier(message, "item"), n=_count(message))
 
 
+@dataclass(frozen=True)
+class TrendingMessage:
+    n: int
+
+
+def validate_trending(message):
+    _check_fields(message, {"type", "n"})
+    return TrendingMessage(n=_count(message))
+
+
 def validate_ping(message):
     _check_fields(message, {"type"})
     return PingMessage()
@@ -152,6 +162,7 @@ VALIDATORS = {
     "event": validate_event,
     "recommend": validate_recommend,
     "similar": validate_similar,
+    "trending": validate_trending,
     "ping": validate_ping,
 }
 

@@ -86,7 +86,7 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
         return message
 
     async def handle_event(self, event, request_id):
-        stored = await database_sync_to_async(store_event)(self.end_user, event)
+        stored = await database_sync_to_async(self._store)(event)
         await self._send_json(
             {"type": "ack", "event_id": stored.event_id, "duplicate": stored.duplicate},
             request_id,
@@ -122,6 +122,10 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
             request_id,
         )
 
+    async def handle_trending(self, request, request_id):
+        trending = await database_sync_to_async(holder.trending)(request.n)
+        await self._send_json(recommendations_payload(trending), request_id)
+
     async def handle_ping(self, request, request_id):
         await self._send_json({"type": "pong"}, request_id)
 
@@ -136,6 +140,12 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
         """A models-group message: a new version is active everywhere."""
         await database_sync_to_async(holder.ensure_version)(message["version"])
         await self._send_json({"type": "model_updated", "model": message["version"]})
+
+    def _store(self, event):
+        stored = store_event(self.end_user, event)
+        if not stored.duplicate:
+            holder.note_event(event.item, event.kind, event.value)
+        return stored
 
     async def _recommend(self, **options):
         return await database_sync_to_async(holder.recommend)(self.end_user, **options)

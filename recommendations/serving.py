@@ -5,25 +5,39 @@ the catalog in the same item order as the model's arrays, so scoring a
 user is one matrix-vector product over the whole catalog. Both are
 refreshed when the database says they changed, checked at most once a
 second, or at once when the channel layer announces a new version.
+
+Users are folded into the model as they act: their normal equations live
+in a bounded cache and grow by each new interaction. The database stays
+the truth: a cached user is brought up to date from the interactions
+stored since, so a restarted process, or one that did not see an event,
+answers the same.
 """
 
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import numpy as np
+from django.conf import settings
 from django.db.models import Count, Max
 
 from events.models import Interaction, Item
 from events.validation import MessageError
 from recommendations.engine.artifact import ArtifactError, load_artifact
+from recommendations.engine.content import ContentIndex
+from recommendations.engine.feedback import event_weights, rating_targets
+from recommendations.engine.foldin import ExplicitFoldIn, ImplicitFoldIn, blend
+from recommendations.engine.neighbours import neighbour_scores
 from recommendations.engine.scoring import score_items, top_n
 from recommendations.models import ModelVersion
+from recommendations.trending_store import trending_backend
 
 logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 1.0
+TRENDING_DEPTH = 200
 
 
 @dataclass
@@ -37,28 +51,25 @@ class Catalog:
     active: np.ndarray
     genre_masks: dict
     popularity: np.ndarray
+    content: ContentIndex
     stamp: tuple
 
     def __len__(self):
         return len(self.item_ids)
 
-    def genre_overlap(self, index):
-        """How many genres every item shares with one item."""
-        overlap = np.zeros(len(self))
-        for mask in self.genre_masks.values():
-            if mask[index]:
-                overlap += mask
-        return overlap + self.popularity / (self.popularity.max(initial=0) + 1)
-
     def genre_mask(self, genre):
         mask = self.genre_masks.get(genre.casefold())
         return mask if mask is not None else np.zeros(len(self), dtype=bool)
+
+    def indices_of(self, item_ids):
+        found = (self.id_index.get(item_id) for item_id in item_ids)
+        return np.array([i for i in found if i is not None], dtype=np.intp)
 
 
 def load_catalog():
     rows = list(
         Item.objects.order_by("pk").values_list(
-            "pk", "external_id", "title", "genres", "is_active"
+            "pk", "external_id", "title", "genres", "is_active", "description", "year"
         )
     )
     counts = dict(
@@ -67,10 +78,11 @@ def load_catalog():
         .annotate(n=Count("id"))
         .values_list("item_id", "n")
     )
+    genre_lists = [[g for g in row[3].split("|") if g] for row in rows]
 
     genre_masks = {}
-    for index, (_, _, _, genres, _) in enumerate(rows):
-        for genre in filter(None, genres.split("|")):
+    for index, genres in enumerate(genre_lists):
+        for genre in genres:
             mask = genre_masks.setdefault(genre.casefold(), np.zeros(len(rows), bool))
             mask[index] = True
 
@@ -82,6 +94,12 @@ def load_catalog():
         active=np.array([row[4] for row in rows], dtype=bool),
         genre_masks=genre_masks,
         popularity=np.array([counts.get(row[0], 0) for row in rows], np.float64),
+        content=ContentIndex.build(
+            genre_lists,
+            [row[2] for row in rows],
+            [row[5] for row in rows],
+            [row[6] for row in rows],
+        ),
         stamp=catalog_stamp(),
     )
 
@@ -96,14 +114,20 @@ class ServedModel:
     """A model version's arrays laid out in the catalog's item order."""
 
     version: str
+    feedback: str
+    trained_at: object
     user_index: dict
     user_factors: np.ndarray
     user_bias: np.ndarray
     item_factors: np.ndarray
     item_bias: np.ndarray
     global_mean: float
+    rating_scale: tuple
     in_model: np.ndarray
     unit_factors: np.ndarray
+    neighbour_index: np.ndarray
+    neighbour_similarity: np.ndarray
+    fold_in: object
 
     def cosine_to(self, index):
         """Cosine similarity of every item's factors to one item's."""
@@ -118,32 +142,81 @@ class ServedModel:
             self.user_bias[user_row],
         )
 
+    def neighbours_of(self, indices, weights):
+        return neighbour_scores(
+            self.neighbour_index,
+            self.neighbour_similarity,
+            indices,
+            weights,
+            len(self.in_model),
+        )
 
-def align_model(version, artifact, catalog):
+
+def align_model(record, artifact, catalog):
     """Reorder an artifact's item arrays into catalog order."""
     n_items, k = len(catalog), artifact.n_factors
-    item_factors = np.zeros((n_items, k), dtype=artifact.item_factors.dtype)
-    item_bias = np.zeros(n_items, dtype=artifact.item_bias.dtype)
-    in_model = np.zeros(n_items, dtype=bool)
+    item_factors = np.zeros((n_items, k), dtype=np.float64)
+    item_bias = np.zeros(n_items, dtype=np.float64)
+    catalog_row = np.full(len(artifact.item_ids), -1, dtype=np.intp)
 
     for model_row, item_id in enumerate(artifact.item_ids.tolist()):
         index = catalog.id_index.get(item_id)
         if index is not None:
-            item_factors[index] = artifact.item_factors[model_row]
-            item_bias[index] = artifact.item_bias[model_row]
-            in_model[index] = True
+            catalog_row[model_row] = index
+    known = catalog_row >= 0
+    item_factors[catalog_row[known]] = artifact.item_factors[known]
+    item_bias[catalog_row[known]] = artifact.item_bias[known]
+    in_model = np.zeros(n_items, dtype=bool)
+    in_model[catalog_row[known]] = True
 
+    neighbour_index, neighbour_similarity = _aligned_neighbours(
+        artifact, catalog_row, n_items
+    )
     return ServedModel(
-        version=version,
+        version=record.version,
+        feedback=record.feedback,
+        trained_at=record.created_at,
         user_index={u: i for i, u in enumerate(artifact.user_ids.tolist())},
         user_factors=artifact.user_factors,
         user_bias=artifact.user_bias,
         item_factors=item_factors,
         item_bias=item_bias,
         global_mean=artifact.global_mean,
+        rating_scale=artifact.rating_scale,
         in_model=in_model,
         unit_factors=_unit_rows(item_factors),
+        neighbour_index=neighbour_index,
+        neighbour_similarity=neighbour_similarity,
+        fold_in=_fold_in_for(record.feedback, item_factors, item_bias, artifact),
     )
+
+
+def _fold_in_for(feedback, item_factors, item_bias, artifact):
+    config = settings.RTREC["FOLD_IN"]
+    if feedback == "implicit":
+        return ImplicitFoldIn(
+            item_factors, item_bias, reg=config["REG"], alpha=config["ALPHA"]
+        )
+    return ExplicitFoldIn(item_factors, item_bias, artifact.global_mean, config["REG"])
+
+
+def _aligned_neighbours(artifact, catalog_row, n_items):
+    """Neighbour lists indexed and pointing by catalog position."""
+    model_index = artifact.extras.get("neighbour_index")
+    model_similarity = artifact.extras.get("neighbour_similarity")
+    if model_index is None or model_similarity is None:
+        empty = np.zeros((n_items, 1))
+        return empty.astype(np.intp), empty
+
+    index = np.zeros((n_items, model_index.shape[1]), dtype=np.intp)
+    similarity = np.zeros(index.shape, dtype=np.float64)
+    known = catalog_row >= 0
+    pointed = catalog_row[model_index[known]]
+    index[catalog_row[known]] = np.where(pointed >= 0, pointed, 0)
+    similarity[catalog_row[known]] = np.where(
+        pointed >= 0, model_similarity[known], 0.0
+    )
+    return index, similarity
 
 
 def _unit_rows(matrix):
@@ -170,29 +243,65 @@ class Recommendation:
 
 
 @dataclass
-class UserHistory:
-    """What one end user did, as catalog indices."""
+class UserState:
+    """One end user as this process last saw them, folded into a model."""
 
-    seen: np.ndarray
+    model_version: str | None
+    catalog_stamp: tuple
+    last_interaction: int = 0
+    seen: set = field(default_factory=set)
+    liked: dict = field(default_factory=dict)
+    new_since_training: int = 0
+    equations: object = None
 
-    @classmethod
-    def load(cls, end_user_pk, catalog):
-        item_pks = Interaction.objects.filter(user_id=end_user_pk).values_list(
-            "item_id", flat=True
-        )
-        indices = [catalog.pk_index[pk] for pk in item_pks if pk in catalog.pk_index]
-        return cls(seen=np.array(sorted(set(indices)), dtype=np.intp))
+    @property
+    def n_events(self):
+        return len(self.seen)
+
+
+class UserCache:
+    """A bounded, least-recently-used map of end user pk to UserState."""
+
+    def __init__(self, size):
+        self.size = size
+        self._states = OrderedDict()
+
+    def get(self, pk):
+        state = self._states.get(pk)
+        if state is not None:
+            self._states.move_to_end(pk)
+        return state
+
+    def put(self, pk, state):
+        self._states[pk] = state
+        self._states.move_to_end(pk)
+        while len(self._states) > self.size:
+            self._states.popitem(last=False)
+
+    def clear(self):
+        self._states.clear()
+
+    def __len__(self):
+        return len(self._states)
 
 
 class ModelHolder:
-    """Holds this process's catalog snapshot and active model."""
+    """Holds this process's catalog snapshot, active model and users."""
 
     def __init__(self):
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.catalog = None
         self.model = None
         self.load_error = None
+        self.users = UserCache(settings.RTREC["USER_CACHE_SIZE"])
         self._checked_at = 0.0
+
+    def clear(self):
+        """Forget what was loaded; the next request loads afresh."""
+        with self._lock:
+            self.catalog, self.model, self.load_error = None, None, None
+            self.users.clear()
+            self._checked_at = 0.0
 
     def refresh(self, force=False):
         """Reload the catalog and model if the database says they changed."""
@@ -201,18 +310,11 @@ class ModelHolder:
             return
         with self._lock:
             self._checked_at = now
-            catalog_changed = (
-                self.catalog is None or self.catalog.stamp != catalog_stamp()
-            )
+            stamp = catalog_stamp()
+            catalog_changed = self.catalog is None or self.catalog.stamp != stamp
             if catalog_changed:
                 self.catalog = load_catalog()
             self._refresh_model(catalog_changed)
-
-    def clear(self):
-        """Forget what was loaded; the next request loads afresh."""
-        with self._lock:
-            self.catalog, self.model, self.load_error = None, None, None
-            self._checked_at = 0.0
 
     def ensure_version(self, version):
         """Serve `version` now if this process does not already."""
@@ -234,29 +336,124 @@ class ModelHolder:
             logger.error("cannot load model %s: %s", active.version, exc)
             self.model, self.load_error = None, str(exc)
             return
-        self.model = align_model(active.version, artifact, self.catalog)
+        self.model = align_model(active, artifact, self.catalog)
         self.load_error = None
         logger.info("serving model %s", active.version)
 
     def recommend(self, end_user, n, exclude=(), genre=None):
         """Top n items for an end user, with the strategy that chose them."""
         self.refresh()
-        catalog, model = self.catalog, self.model
-        history = UserHistory.load(end_user.pk, catalog)
-        excluded = self._excluded(catalog, history, exclude, genre)
-
-        user_row = model.user_index.get(end_user.external_id) if model else None
-        if user_row is not None:
-            scores, strategy = model.scores_for(user_row), "personal"
-            excluded |= ~model.in_model
-        else:
-            scores, strategy = catalog.popularity, "popular"
+        with self._lock:
+            catalog, model = self.catalog, self.model
+            state = self.user_state(end_user)
+            excluded = self._excluded(catalog, state, exclude, genre)
+            scores, strategy = self._scores(end_user, state, catalog, model)
 
         best = top_n(scores, n, excluded)
         return self._ranked(best, scores, strategy)
 
+    def user_state(self, end_user):
+        """The user's folded state, brought up to date from the database."""
+        catalog, model = self.catalog, self.model
+        version = model.version if model else None
+        state = self.users.get(end_user.pk)
+        if state is None or (state.model_version, state.catalog_stamp) != (
+            version,
+            catalog.stamp,
+        ):
+            state = UserState(version, catalog.stamp)
+            if model is not None:
+                state.equations = model.fold_in.start()
+
+        rows = list(
+            Interaction.objects.filter(
+                user_id=end_user.pk, pk__gt=state.last_interaction
+            )
+            .order_by("pk")
+            .values_list("pk", "item_id", "kind", "value", "created_at")
+        )
+        if rows:
+            self._apply(state, rows, catalog, model)
+        self.users.put(end_user.pk, state)
+        return state
+
+    def _apply(self, state, rows, catalog, model):
+        state.last_interaction = rows[-1][0]
+        rows = [row for row in rows if row[1] in catalog.pk_index]
+        if not rows:
+            return
+        indices = np.array([catalog.pk_index[row[1]] for row in rows], np.intp)
+        kinds = [row[2] for row in rows]
+        values = np.array([np.nan if row[3] is None else row[3] for row in rows])
+        weights = _weights(kinds, values)
+
+        state.seen.update(indices.tolist())
+        for index, weight in zip(indices.tolist(), weights.tolist(), strict=True):
+            state.liked[index] = state.liked.get(index, 0.0) + weight
+        if model is None:
+            return
+
+        if model.trained_at is not None:
+            state.new_since_training += sum(row[4] > model.trained_at for row in rows)
+        if model.feedback == "implicit":
+            model.fold_in.add(state.equations, indices, weights)
+        else:
+            targets = rating_targets(kinds, values, weights, model.rating_scale)
+            model.fold_in.add(state.equations, indices, targets)
+
+    def _scores(self, end_user, state, catalog, model):
+        config = settings.RTREC
+        if not state.seen:
+            return self._cold_scores(catalog)
+
+        liked_items = np.fromiter(state.liked, dtype=np.intp)
+        liked_weights = np.fromiter(state.liked.values(), dtype=np.float64)
+        content_weight = config["CONTENT_BLEND"] / (1 + state.n_events / 3)
+        content = catalog.content.profile_scores(liked_items, liked_weights)
+        if model is None:
+            return blend([(content, 1.0), (np.log1p(catalog.popularity), 0.5)]), (
+                "content"
+            )
+
+        user_row = model.user_index.get(end_user.external_id)
+        if user_row is not None and state.new_since_training == 0:
+            return model.scores_for(user_row), "personal"
+
+        positive = np.maximum(liked_weights, 0)
+        scores = blend(
+            [
+                (model.fold_in.scores(state.equations), 1.0),
+                (model.neighbours_of(liked_items, positive), config["NEIGHBOUR_BLEND"]),
+                (content, content_weight),
+            ]
+        )
+        return scores, "foldin"
+
+    def _cold_scores(self, catalog):
+        trending = np.zeros(len(catalog))
+        for item_id, score in trending_backend().top(TRENDING_DEPTH):
+            index = catalog.id_index.get(item_id)
+            if index is not None:
+                trending[index] = score
+        popularity = np.log1p(catalog.popularity)
+        if not trending.any():
+            return popularity, "popular"
+        return blend([(trending, 1.0), (popularity, 0.5)]), "trending"
+
+    def trending(self, n):
+        """The items most acted on lately, a row of their own."""
+        self.refresh()
+        catalog = self.catalog
+        scores = np.zeros(len(catalog))
+        for item_id, score in trending_backend().top(TRENDING_DEPTH):
+            index = catalog.id_index.get(item_id)
+            if index is not None:
+                scores[index] = score
+        excluded = ~catalog.active | (scores <= 0)
+        return self._ranked(top_n(scores, n, excluded), scores, "trending")
+
     def similar(self, item_id, n):
-        """The n items most like one item, by the model's item factors."""
+        """The n items most like one item: factors, co-occurrence, content."""
         self.refresh()
         catalog, model = self.catalog, self.model
         index = catalog.id_index.get(item_id)
@@ -265,12 +462,26 @@ class ModelHolder:
 
         excluded = ~catalog.active
         excluded[index] = True
-        if model is not None and model.in_model[index]:
-            scores, strategy = model.cosine_to(index), "personal"
-            excluded |= ~model.in_model
-        else:
-            scores, strategy = catalog.genre_overlap(index), "content"
-        return self._ranked(top_n(scores, n, excluded), scores, strategy)
+        content = catalog.content.similarity_to_item(index)
+        if model is None or not model.in_model[index]:
+            return self._ranked(top_n(content, n, excluded), content, "content")
+
+        config = settings.RTREC
+        together = model.neighbours_of(np.array([index]), np.ones(1))
+        scores = blend(
+            [
+                (model.cosine_to(index), 1.0),
+                (together, config["NEIGHBOUR_BLEND"]),
+                (content, config["CONTENT_BLEND"]),
+            ]
+        )
+        return self._ranked(top_n(scores, n, excluded), scores, "personal")
+
+    def note_event(self, item_id, kind, value):
+        """Count an event towards what is trending."""
+        weight = _weights([kind], np.array([np.nan if value is None else value]))[0]
+        if weight > 0:
+            trending_backend().add(item_id, float(weight))
 
     def _ranked(self, best, scores, strategy):
         catalog, model = self.catalog, self.model
@@ -283,16 +494,24 @@ class ModelHolder:
         )
 
     @staticmethod
-    def _excluded(catalog, history, exclude, genre):
+    def _excluded(catalog, state, exclude, genre):
         excluded = ~catalog.active
-        excluded[history.seen] = True
-        for item_id in exclude:
-            index = catalog.id_index.get(item_id)
-            if index is not None:
-                excluded[index] = True
+        excluded[list(state.seen)] = True
+        excluded[catalog.indices_of(exclude)] = True
         if genre:
             excluded |= ~catalog.genre_mask(genre)
         return excluded
+
+
+def _weights(kinds, values):
+    config = settings.RTREC
+    return event_weights(
+        kinds,
+        values,
+        config["EVENT_WEIGHTS"],
+        config["RATE_NEUTRAL"],
+        config["RATE_WEIGHT_PER_STAR"],
+    )
 
 
 holder = ModelHolder()

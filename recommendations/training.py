@@ -3,7 +3,7 @@
 import logging
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -12,6 +12,8 @@ from surprise import SVD, Dataset, Reader
 
 from events.models import EndUser, Interaction, Item
 from recommendations.engine.artifact import ModelArtifact, save_artifact
+from recommendations.engine.feedback import event_weights, sample_negatives
+from recommendations.engine.neighbours import cooccurrence_neighbours
 from recommendations.engine.scoring import predict_pairs
 from recommendations.models import ModelVersion
 
@@ -22,20 +24,65 @@ class NothingToTrain(Exception):
     """The database holds no interactions the chosen feedback can use."""
 
 
+# Factors and epochs when not given: the classic rating predictor as
+# Surprise ships it, and a smaller, longer-trained model for implicit
+# feedback, which ranks better on MovieLens (see docs/evaluation.md).
+DEFAULT_SHAPE = {"explicit": (100, 20), "implicit": (64, 30)}
+IMPLICIT_SCALE = (0.0, 1.0)
+
+
 @dataclass
 class TrainingSettings:
-    factors: int = 100
-    epochs: int = 20
+    factors: int | None = None
+    epochs: int | None = None
     lr: float = 0.005
     reg: float = 0.02
     feedback: str = "explicit"
     holdout: float = 0.1
     seed: int = 0
+    negatives: float = 1.0
+    neighbours: int = 50
+
+    def resolved(self):
+        """These settings with the feedback's defaults filled in."""
+        factors, epochs = DEFAULT_SHAPE[self.feedback]
+        return replace(
+            self,
+            factors=self.factors or factors,
+            epochs=self.epochs or epochs,
+        )
+
+
+@dataclass
+class InteractionTable:
+    """Every stored interaction, ids as the catalog's own strings."""
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    kinds: np.ndarray
+    values: np.ndarray
+
+    def __len__(self):
+        return len(self.kinds)
+
+    def select(self, mask):
+        columns = (self.user_ids, self.item_ids, self.kinds, self.values)
+        return InteractionTable(*(column[mask] for column in columns))
+
+    def weights(self):
+        config = settings.RTREC
+        return event_weights(
+            self.kinds,
+            self.values,
+            config["EVENT_WEIGHTS"],
+            config["RATE_NEUTRAL"],
+            config["RATE_WEIGHT_PER_STAR"],
+        )
 
 
 @dataclass
 class RatingTable:
-    """One row per rating, ids as the catalog's own strings."""
+    """One row per training target, ids as the catalog's own strings."""
 
     user_ids: np.ndarray
     item_ids: np.ndarray
@@ -45,28 +92,36 @@ class RatingTable:
         return len(self.values)
 
 
-def read_ratings(chunk_size=50_000):
-    """Read every stored rating with plain tuples, not model instances."""
+def read_interactions(chunk_size=50_000):
+    """Read every stored interaction with plain tuples, not model instances."""
     users = dict(EndUser.objects.values_list("pk", "external_id"))
     items = dict(Item.objects.values_list("pk", "external_id"))
 
     rows = (
-        Interaction.objects.filter(kind=Interaction.Kind.RATE, value__isnull=False)
-        .order_by()
-        .values_list("user_id", "item_id", "value")
+        Interaction.objects.order_by()
+        .values_list("user_id", "item_id", "kind", "value")
         .iterator(chunk_size=chunk_size)
     )
-    user_pks, item_pks, values = [], [], []
-    for user_pk, item_pk, value in rows:
-        user_pks.append(user_pk)
-        item_pks.append(item_pk)
-        values.append(value)
+    user_ids, item_ids, kinds, values = [], [], [], []
+    for user_pk, item_pk, kind, value in rows:
+        user_ids.append(users[user_pk])
+        item_ids.append(items[item_pk])
+        kinds.append(kind)
+        values.append(np.nan if value is None else value)
 
-    return RatingTable(
-        user_ids=np.array([users[pk] for pk in user_pks], dtype=str),
-        item_ids=np.array([items[pk] for pk in item_pks], dtype=str),
+    return InteractionTable(
+        user_ids=np.array(user_ids, dtype=str),
+        item_ids=np.array(item_ids, dtype=str),
+        kinds=np.array(kinds, dtype=str),
         values=np.array(values, dtype=np.float64),
     )
+
+
+def read_ratings():
+    """The stored ratings alone, as training targets."""
+    table = read_interactions()
+    ratings = table.select(table.kinds == Interaction.Kind.RATE)
+    return RatingTable(ratings.user_ids, ratings.item_ids, ratings.values)
 
 
 def holdout_mask(n_rows, fraction, seed):
@@ -76,9 +131,8 @@ def holdout_mask(n_rows, fraction, seed):
     return np.random.default_rng(seed).random(n_rows) < fraction
 
 
-def fit_svd(table, train_mask, options):
+def fit_svd(table, train_mask, options, rating_scale):
     """Fit Surprise's SVD on the training rows of the table."""
-    reader = Reader(rating_scale=settings.RTREC["RATING_SCALE"])
     raw = zip(
         table.user_ids[train_mask].tolist(),
         table.item_ids[train_mask].tolist(),
@@ -86,7 +140,7 @@ def fit_svd(table, train_mask, options):
         [None] * int(train_mask.sum()),
         strict=True,
     )
-    trainset = Dataset(reader).construct_trainset(list(raw))
+    trainset = Dataset(Reader(rating_scale=rating_scale)).construct_trainset(list(raw))
 
     algo = SVD(
         n_factors=options.factors,
@@ -97,6 +151,51 @@ def fit_svd(table, train_mask, options):
     )
     algo.fit(trainset)
     return algo, trainset
+
+
+def implicit_targets(table, options):
+    """1 for what each user liked, 0 for what they disliked or skipped.
+
+    Several events on one pair add up to one weight; skipped items are
+    sampled in proportion to popularity, `negatives` per liked item.
+    """
+    pairs = np.char.add(np.char.add(table.user_ids, "\x1f"), table.item_ids)
+    _, first, inverse = np.unique(pairs, return_index=True, return_inverse=True)
+    weight = np.bincount(inverse, weights=table.weights())
+    users, items = table.user_ids[first], table.item_ids[first]
+
+    user_codes, user_index = np.unique(users, return_inverse=True)
+    item_codes, item_index = np.unique(items, return_inverse=True)
+    liked = weight > 0
+    popularity = np.bincount(item_index[liked], minlength=len(item_codes)) + 1.0
+    sampled_users, sampled_items = sample_negatives(
+        user_index[liked],
+        item_index[liked],
+        len(item_codes),
+        popularity,
+        options.negatives,
+        options.seed,
+    )
+
+    return RatingTable(
+        user_ids=np.concatenate([users, user_codes[sampled_users]]),
+        item_ids=np.concatenate([items, item_codes[sampled_items]]),
+        values=np.concatenate([liked.astype(float), np.zeros(len(sampled_users))]),
+    )
+
+
+def item_neighbours(table, item_ids, k):
+    """Co-occurrence neighbours over what users liked, in model item order."""
+    liked = table.weights() > 0
+    row_of = {item_id: row for row, item_id in enumerate(item_ids.tolist())}
+    in_model = np.array([i in row_of for i in table.item_ids.tolist()], dtype=bool)
+    keep = liked & in_model
+
+    _, user_index = np.unique(table.user_ids[keep], return_inverse=True)
+    item_index = np.array([row_of[i] for i in table.item_ids[keep].tolist()])
+    return cooccurrence_neighbours(
+        user_index, item_index.astype(np.intp), len(item_ids), k
+    )
 
 
 def artifact_from_svd(algo, trainset):
@@ -146,13 +245,32 @@ def new_version_name():
 def train_model(options, activate=True):
     """Train, evaluate, write the artifact and record the version."""
     started = time.perf_counter()
-    table = read_ratings()
+    options = options.resolved()
+    interactions = read_interactions()
+
+    if options.feedback == "implicit":
+        table, scale = implicit_targets(interactions, options), IMPLICIT_SCALE
+    else:
+        ratings = interactions.select(interactions.kinds == Interaction.Kind.RATE)
+        table = RatingTable(ratings.user_ids, ratings.item_ids, ratings.values)
+        scale = settings.RTREC["RATING_SCALE"]
     if len(table) == 0:
-        raise NothingToTrain("no ratings are stored: import or send some events first")
+        raise NothingToTrain(
+            f"no interactions usable for {options.feedback} feedback are stored: "
+            "import some or send some events first"
+        )
 
     test_mask = holdout_mask(len(table), options.holdout, options.seed)
-    algo, trainset = fit_svd(table, ~test_mask, options)
+    if options.feedback == "implicit":
+        # Held-out RMSE on 0/1 targets says little; ranking metrics come
+        # from `manage.py evaluate`. Fit on everything.
+        test_mask[:] = False
+    algo, trainset = fit_svd(table, ~test_mask, options, scale)
     artifact = artifact_from_svd(algo, trainset)
+    indices, similarities = item_neighbours(
+        interactions, artifact.item_ids, options.neighbours
+    )
+    artifact.extras = {"neighbour_index": indices, "neighbour_similarity": similarities}
     metrics = rating_metrics(artifact, table, test_mask)
 
     version = new_version_name()
@@ -165,7 +283,7 @@ def train_model(options, activate=True):
         metrics=metrics,
         n_users=trainset.n_users,
         n_items=trainset.n_items,
-        n_interactions=len(table),
+        n_interactions=len(interactions),
         training_seconds=time.perf_counter() - started,
         artifact=f"{version}.npz",
     )

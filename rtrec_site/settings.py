@@ -135,6 +135,7 @@ REST_FRAMEWORK = {
 
 # Everything the recommender itself reads, in one namespace.
 RTREC = {
+    "REDIS_URL": env_str("REDIS_URL", ""),
     "MODEL_DIR": Path(env_str("RTREC_MODEL_DIR", str(VAR_DIR / "models"))),
     "DATA_DIR": Path(
         env_str("RTREC_DATA", str(BASE_DIR.parent / "shared/data/ml-100k"))
@@ -156,7 +157,21 @@ RTREC = {
         "like": 2.0,
         "dislike": -2.0,
     },
+    # A rating counts this much per star above the neutral one, so 1 star
+    # counts against an item and 5 stars count like a purchase.
+    "RATE_NEUTRAL": 2.0,
+    "RATE_WEIGHT_PER_STAR": 0.5,
     "RATING_SCALE": (1.0, 5.0),
+    # Folding a user in: ridge strength, and confidence per unit of weight.
+    "FOLD_IN": {"REG": 1.0, "ALPHA": 1.0},
+    # How much co-occurrence neighbours and item metadata count beside the
+    # model's own scores (content fades as a user's history grows).
+    "NEIGHBOUR_BLEND": 0.5,
+    "CONTENT_BLEND": env_number("RTREC_CONTENT_BLEND", 0.3, cast=float, minimum=0),
+    "USER_CACHE_SIZE": env_number("RTREC_USER_CACHE_SIZE", 10_000, minimum=1),
+    "TRENDING_HALF_LIFE": env_number(
+        "RTREC_TRENDING_HALF_LIFE", 3600, cast=float, minimum=1
+    ),
 }
 
 LOGGING = {

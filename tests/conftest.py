@@ -11,6 +11,7 @@ from events.models import EndUser, Interaction, Item
 from events.tokens import make_ws_token
 from recommendations.serving import holder
 from recommendations.training import TrainingSettings, train_model
+from recommendations.trending_store import forget_trending
 from rtrec_site.asgi import application
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance"]
@@ -22,6 +23,7 @@ def model_dir(settings, tmp_path):
     """Every test writes models to its own folder and starts unloaded."""
     settings.RTREC = {**settings.RTREC, "MODEL_DIR": tmp_path / "models"}
     holder.clear()
+    forget_trending()
     yield tmp_path / "models"
     holder.clear()
 

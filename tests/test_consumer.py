@@ -50,7 +50,7 @@ async def test_an_event_is_stored_acked_and_answered_with_fresh_picks(trained):
     assert ack == {"type": "ack", "event_id": "e-1", "duplicate": False}
     assert ("7", "click", None, "e-1") in await interactions_of("u1")
     assert pushed["type"] == "recommendations"
-    assert pushed["strategy"] == "personal"
+    assert pushed["strategy"] == "foldin"
     assert pushed["model"] == trained.version
     assert len(pushed["items"]) == 10
     assert "7" not in {item["id"] for item in pushed["items"]}
@@ -274,7 +274,7 @@ async def test_a_browser_session_acts_as_its_visitor(catalog):
     )()
     stored = await interactions_of(visitor.external_id)
     assert [(item, kind) for item, kind, _, _ in stored] == [("9", "click")]
-    assert pushed["strategy"] == "popular"
+    assert pushed["strategy"] == "content"
     assert "9" not in {item["id"] for item in pushed["items"]}
     await socket.disconnect()
 

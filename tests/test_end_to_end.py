@@ -45,7 +45,7 @@ async def test_user_196_clicks_and_gets_unseen_personal_picks():
 
     assert ack == {"type": "ack", "event_id": "e2e", "duplicate": False}
     assert pushed["type"] == "recommendations"
-    assert pushed["strategy"] == "personal"
+    assert pushed["strategy"] == "foldin"
     assert pushed["model"] == version.version
     picked = [item["id"] for item in pushed["items"]]
     assert len(picked) == 10

@@ -37,12 +37,21 @@ def test_a_user_the_model_never_saw_gets_popular_items(trained):
     assert [counts[i] for i in picks.item_ids] == best
 
 
-def test_without_a_model_everyone_gets_popular_items(catalog):
+def test_without_a_model_a_newcomer_gets_popular_items(catalog):
+    newcomer = EndUser.objects.for_external_id("newcomer")
+
+    picks = holder.recommend(newcomer, n=5)
+
+    assert picks.strategy == "popular"
+    assert picks.model_version is None
+
+
+def test_without_a_model_a_user_with_history_gets_content_picks(catalog):
     user = EndUser.objects.get(external_id="u1")
 
     picks = holder.recommend(user, n=5)
 
-    assert picks.strategy == "popular"
+    assert picks.strategy == "content"
     assert picks.model_version is None
     assert not set(picks.item_ids) & seen_by(user)
 

@@ -19,7 +19,7 @@ def train(*args):
 
 
 def test_it_refuses_to_train_on_an_empty_database():
-    with pytest.raises(CommandError, match="no ratings"):
+    with pytest.raises(CommandError, match="no interactions"):
         train()
 
     assert ModelVersion.objects.count() == 0

@@ -23,13 +23,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         defaults = TrainingSettings()
-        parser.add_argument("--factors", type=_positive_int, default=defaults.factors)
-        parser.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
+        parser.add_argument(
+            "--factors", type=_positive_int, help="default: 100 explicit, 64 implicit"
+        )
+        parser.add_argument(
+            "--epochs", type=_positive_int, help="default: 20 explicit, 30 implicit"
+        )
         parser.add_argument("--lr", type=float, default=defaults.lr)
         parser.add_argument("--reg", type=float, default=defaults.reg)
         parser.add_argument(
             "--feedback",
-            choices=["explicit"],
+            choices=["explicit", "implicit"],
             default=defaults.feedback,
         )
         parser.add_argument("--holdout", type=_fraction, default=defaults.holdout)
