@@ -23,18 +23,22 @@ def store_event(end_user, event):
     An event whose event_id is already stored is reported as a duplicate
     and changes nothing, so a client may retry until it sees the ack.
     """
-    item = Item.objects.filter(external_id=event.item).first()
-    if item is None:
+    item_pk = (
+        Item.objects.filter(external_id=event.item)
+        .order_by()
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if item_pk is None:
         raise MessageError("unknown_item", f"no item has the id {event.item!r}")
 
+    # Insert first and look for the earlier copy only if the unique
+    # event_id refuses it: retries are rare, and this saves a query on
+    # every other event.
     event_id = event.event_id or f"srv-{uuid.uuid4()}"
-    previous = _stored_with_id(event_id)
-    if previous is not None:
-        return _duplicate(end_user, previous, event_id)
-
     interaction = Interaction(
         user=end_user,
-        item=item,
+        item_id=item_pk,
         kind=event.kind,
         value=event.value,
         created_at=timezone.now(),
@@ -54,7 +58,7 @@ def store_event(end_user, event):
 
 
 def _stored_with_id(event_id):
-    return Interaction.objects.filter(event_id=event_id).first()
+    return Interaction.objects.filter(event_id=event_id).order_by().first()
 
 
 def _duplicate(end_user, previous, event_id):

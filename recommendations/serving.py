@@ -408,12 +408,13 @@ class ModelHolder:
 
         liked_items = np.fromiter(state.liked, dtype=np.intp)
         liked_weights = np.fromiter(state.liked.values(), dtype=np.float64)
-        content_weight = config["CONTENT_BLEND"] / (1 + state.n_events / 3)
-        content = catalog.content.profile_scores(liked_items, liked_weights)
+        content_weight = self._content_weight(state, model)
+        content = 0.0
+        if content_weight:
+            content = catalog.content.profile_scores(liked_items, liked_weights)
         if model is None:
-            return blend([(content, 1.0), (np.log1p(catalog.popularity), 0.5)]), (
-                "content"
-            )
+            popularity = np.log1p(catalog.popularity)
+            return blend([(content, 1.0), (popularity, 0.5)]), "content"
 
         user_row = model.user_index.get(end_user.external_id)
         if user_row is not None and state.new_since_training == 0:
@@ -428,6 +429,18 @@ class ModelHolder:
             ]
         )
         return scores, "foldin"
+
+    @staticmethod
+    def _content_weight(state, model):
+        """Metadata counts most for a user with few events, and for
+        everyone when there is no model; past a few events the model and
+        the neighbours know the user better."""
+        config = settings.RTREC
+        if model is None:
+            return 1.0
+        if state.n_events >= config["CONTENT_EVENTS"]:
+            return 0.0
+        return config["CONTENT_BLEND"] / (1 + state.n_events / 3)
 
     def _cold_scores(self, catalog):
         trending = np.zeros(len(catalog))

@@ -154,14 +154,17 @@ def fit_svd(table, train_mask, options, rating_scale):
 
 
 def implicit_targets(table, options):
-    """1 for what each user liked, 0 for what they disliked or skipped.
+    """1 for what each user took up, 0 for what they disliked or skipped.
 
-    Several events on one pair add up to one weight; skipped items are
-    sampled in proportion to popularity, `negatives` per liked item.
+    Several events on one pair add up to one weight. A rated item counts
+    as taken up whatever the stars: the user chose to watch it, and that
+    choice is what a list of ten has to guess. (The stars still weigh in
+    when a user is folded in.) Skipped items are sampled in proportion to
+    popularity, `negatives` per item taken up.
     """
     pairs = np.char.add(np.char.add(table.user_ids, "\x1f"), table.item_ids)
     _, first, inverse = np.unique(pairs, return_index=True, return_inverse=True)
-    weight = np.bincount(inverse, weights=table.weights())
+    weight = np.bincount(inverse, weights=taken_up_weights(table))
     users, items = table.user_ids[first], table.item_ids[first]
 
     user_codes, user_index = np.unique(users, return_inverse=True)
@@ -184,9 +187,17 @@ def implicit_targets(table, options):
     )
 
 
+def taken_up_weights(table):
+    """Event weights, with every rating counted as a positive one."""
+    weights = table.weights()
+    rated = table.kinds == Interaction.Kind.RATE
+    weights[rated] = np.maximum(weights[rated], 0) + 1.0
+    return weights
+
+
 def item_neighbours(table, item_ids, k):
-    """Co-occurrence neighbours over what users liked, in model item order."""
-    liked = table.weights() > 0
+    """Co-occurrence neighbours over what users took up, in model item order."""
+    liked = taken_up_weights(table) > 0
     row_of = {item_id: row for row, item_id in enumerate(item_ids.tolist())}
     in_model = np.array([i in row_of for i in table.item_ids.tolist()], dtype=bool)
     keep = liked & in_model

@@ -168,6 +168,7 @@ RTREC = {
     # model's own scores (content fades as a user's history grows).
     "NEIGHBOUR_BLEND": 0.5,
     "CONTENT_BLEND": env_number("RTREC_CONTENT_BLEND", 0.3, cast=float, minimum=0),
+    "CONTENT_EVENTS": 10,
     "USER_CACHE_SIZE": env_number("RTREC_USER_CACHE_SIZE", 10_000, minimum=1),
     "TRENDING_HALF_LIFE": env_number(
         "RTREC_TRENDING_HALF_LIFE", 3600, cast=float, minimum=1
