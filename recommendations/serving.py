@@ -21,14 +21,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 
 from events.models import Interaction, Item
 from events.validation import MessageError
 from recommendations.engine.artifact import ArtifactError, load_artifact
 from recommendations.engine.content import ContentIndex
 from recommendations.engine.feedback import event_weights, rating_targets
-from recommendations.engine.foldin import ExplicitFoldIn, ImplicitFoldIn, blend
+from recommendations.engine.foldin import (
+    ExplicitFoldIn,
+    ImplicitFoldIn,
+    blend,
+    standardised,
+)
 from recommendations.engine.neighbours import neighbour_scores
 from recommendations.engine.scoring import score_items, top_n
 from recommendations.models import ModelVersion
@@ -105,8 +110,17 @@ def load_catalog():
 
 
 def catalog_stamp():
-    summary = Item.objects.aggregate(n=Count("id"), changed=Max("updated_at"))
-    return (summary["n"], summary["changed"])
+    """What changes when the catalog does, in one cheap query.
+
+    The active count is there because a bulk update() of is_active
+    leaves updated_at alone.
+    """
+    summary = Item.objects.aggregate(
+        n=Count("id"),
+        active=Count("id", filter=Q(is_active=True)),
+        changed=Max("updated_at"),
+    )
+    return (summary["n"], summary["active"], summary["changed"])
 
 
 @dataclass
@@ -421,14 +435,14 @@ class ModelHolder:
             return model.scores_for(user_row), "personal"
 
         positive = np.maximum(liked_weights, 0)
-        scores = blend(
-            [
-                (model.fold_in.scores(state.equations), 1.0),
-                (model.neighbours_of(liked_items, positive), config["NEIGHBOUR_BLEND"]),
-                (content, content_weight),
-            ]
-        )
-        return scores, "foldin"
+        parts = [
+            (model.fold_in.scores(state.equations), 1.0),
+            (model.neighbours_of(liked_items, positive), config["NEIGHBOUR_BLEND"]),
+            (content, content_weight),
+        ]
+        if content_weight:
+            return with_cold_items(parts, content, model.in_model), "foldin"
+        return blend(parts), "foldin"
 
     @staticmethod
     def _content_weight(state, model):
@@ -481,13 +495,12 @@ class ModelHolder:
 
         config = settings.RTREC
         together = model.neighbours_of(np.array([index]), np.ones(1))
-        scores = blend(
-            [
-                (model.cosine_to(index), 1.0),
-                (together, config["NEIGHBOUR_BLEND"]),
-                (content, config["CONTENT_BLEND"]),
-            ]
-        )
+        parts = [
+            (model.cosine_to(index), 1.0),
+            (together, config["NEIGHBOUR_BLEND"]),
+            (content, config["CONTENT_BLEND"]),
+        ]
+        scores = with_cold_items(parts, content, model.in_model)
         return self._ranked(top_n(scores, n, excluded), scores, "personal")
 
     def note_event(self, item_id, kind, value):
@@ -514,6 +527,23 @@ class ModelHolder:
         if genre:
             excluded |= ~catalog.genre_mask(genre)
         return excluded
+
+
+def with_cold_items(parts, content, in_model):
+    """Blend the parts, scoring items the model has never seen by content.
+
+    An item added after training has no factors and no neighbours, so its
+    blended score would say nothing. It gets its content score instead,
+    counted as if every part agreed with it, so a new item that matches
+    well can rank among the model's items.
+    """
+    scores = blend(parts)
+    if in_model.all():
+        return scores
+    total_weight = sum(weight for _, weight in parts)
+    cold = ~in_model
+    scores[cold] = total_weight * standardised(content)[cold]
+    return scores
 
 
 def _weights(kinds, values):
