@@ -91,9 +91,9 @@ async def test_bought_and_inactive_items_stay_out(trained):
     first = ids(await request(socket, {"type": "recommend", "n": 3}))
 
     await send_event(socket, "purchase", first[0])
-    await database_sync_to_async(
-        Item.objects.filter(external_id=first[1]).update
-    )(is_active=False)
+    await database_sync_to_async(Item.objects.filter(external_id=first[1]).update)(
+        is_active=False
+    )
     await database_sync_to_async(holder.refresh)(force=True)
     picks = ids(await request(socket, {"type": "recommend", "n": 40}))
 

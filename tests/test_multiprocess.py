@@ -1,0 +1,176 @@
+"""Two real server processes sharing Redis and one database.
+
+Each process is a Daphne server started here; the sockets are real TCP
+connections. Nothing is mocked: an event on one process must reach the
+same user's socket on the other, and a model trained in a third process
+must be served by both.
+"""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import websockets
+
+from events.tokens import make_ws_token
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "tests/fixtures/movielens/recbole"
+# A database number of its own, so these tests share nothing with a
+# development server on the same Redis.
+REDIS_URL = os.environ.get("RTREC_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def redis_reachable():
+    try:
+        return redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(
+    not redis_reachable(),
+    reason=f"NO REDIS at {REDIS_URL}: the multi-process tests cannot run",
+)
+
+
+def manage(env, *args):
+    subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(env, port):
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "rtrec_site.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return server
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError(f"the server on port {port} did not start")
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    env = {
+        **os.environ,
+        "RTREC_VAR_DIR": str(tmp_path_factory.mktemp("var")),
+        "REDIS_URL": REDIS_URL,
+        "DJANGO_SETTINGS_MODULE": "rtrec_site.settings",
+    }
+    env.pop("DATABASE_URL", None)
+    manage(env, "migrate", "--noinput")
+    manage(env, "import_movielens", str(FIXTURE))
+    manage(env, "train", "--factors", "4", "--epochs", "5")
+
+    ports = [free_port(), free_port()]
+    servers = [start_server(env, port) for port in ports]
+    yield env, ports
+    for server in servers:
+        server.terminate()
+    for server in servers:
+        server.wait(10)
+
+
+def connect(port, user):
+    token = make_ws_token(user, 600)
+    return websockets.connect(
+        f"ws://127.0.0.1:{port}/ws/recommendations/?token={token}"
+    )
+
+
+async def next_of_type(connection, kind, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        message = json.loads(await asyncio.wait_for(connection.recv(), left))
+        if message["type"] == kind:
+            return message
+
+
+async def both_connected(ports, user):
+    first = await connect(ports[0], user)
+    second = await connect(ports[1], user)
+    # Both sockets have joined their groups once they answer a ping.
+    for connection in (first, second):
+        await connection.send(json.dumps({"type": "ping"}))
+        await next_of_type(connection, "pong")
+    return first, second
+
+
+def test_an_event_on_one_process_reaches_the_users_socket_on_the_other(deployment):
+    _, ports = deployment
+
+    async def scenario():
+        here, there = await both_connected(ports, "u2")
+        event = {"type": "event", "event": "click", "item": "a3", "event_id": "mp-1"}
+        await here.send(json.dumps(event))
+        ack = await next_of_type(here, "ack")
+        pushed_there = await next_of_type(there, "recommendations")
+        await here.close()
+        await there.close()
+        return ack, pushed_there
+
+    ack, pushed = asyncio.run(scenario())
+
+    assert ack["event_id"] == "mp-1"
+    assert pushed["strategy"] == "foldin"
+    assert "a3" not in [item["id"] for item in pushed["items"]]
+
+
+def test_a_new_model_is_served_by_every_process_without_a_restart(deployment):
+    env, ports = deployment
+
+    async def scenario():
+        first, second = await both_connected(ports, "u3")
+        await asyncio.to_thread(
+            manage, env, "train", "--factors", "6", "--epochs", "5", "--seed", "9"
+        )
+        updates = [await next_of_type(c, "model_updated") for c in (first, second)]
+        answers = []
+        for connection in (first, second):
+            await connection.send(json.dumps({"type": "recommend", "n": 3}))
+            answers.append(await next_of_type(connection, "recommendations"))
+            await connection.close()
+        return updates, answers
+
+    updates, answers = asyncio.run(scenario())
+
+    assert updates[0]["model"] == updates[1]["model"]
+    assert [answer["model"] for answer in answers] == [updates[0]["model"]] * 2
