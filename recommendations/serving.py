@@ -27,14 +27,11 @@ from events.models import Interaction, Item
 from events.validation import MessageError
 from recommendations.engine.artifact import ArtifactError, load_artifact
 from recommendations.engine.content import ContentIndex
-from recommendations.engine.feedback import event_weights, rating_targets
-from recommendations.engine.foldin import (
-    ExplicitFoldIn,
-    ImplicitFoldIn,
-    blend,
-    standardised,
-)
+from recommendations.engine.ease import EaseFoldIn
+from recommendations.engine.feedback import event_weights, rating_targets, taken_up
+from recommendations.engine.foldin import ExplicitFoldIn, ImplicitFoldIn
 from recommendations.engine.neighbours import neighbour_scores
+from recommendations.engine.ranking import blend, personal_scores, standardised
 from recommendations.engine.scoring import score_items, top_n
 from recommendations.models import ModelVersion
 from recommendations.trending_store import trending_backend
@@ -128,6 +125,7 @@ class ServedModel:
     """A model version's arrays laid out in the catalog's item order."""
 
     version: str
+    algorithm: str
     feedback: str
     trained_at: object
     user_index: dict
@@ -142,6 +140,12 @@ class ServedModel:
     neighbour_index: np.ndarray
     neighbour_similarity: np.ndarray
     fold_in: object
+
+    @property
+    def neighbour_weight(self):
+        # EASE is an item-to-item model already; co-occurrence on top of it
+        # measured worse (see docs/evaluation.md).
+        return 0.0 if self.algorithm == "ease" else settings.RTREC["NEIGHBOUR_BLEND"]
 
     def cosine_to(self, index):
         """Cosine similarity of every item's factors to one item's."""
@@ -178,7 +182,13 @@ def align_model(record, artifact, catalog):
         if index is not None:
             catalog_row[model_row] = index
     known = catalog_row >= 0
-    item_factors[catalog_row[known]] = artifact.item_factors[known]
+    model_factors = artifact.item_factors
+    if record.algorithm == "ease":
+        # EASE's columns are items too: put them in catalog order as well.
+        item_factors = np.zeros((n_items, n_items), dtype=np.float32)
+        model_factors = np.zeros((len(catalog_row), n_items), dtype=np.float32)
+        model_factors[:, catalog_row[known]] = artifact.item_factors[:, known]
+    item_factors[catalog_row[known]] = model_factors[known]
     item_bias[catalog_row[known]] = artifact.item_bias[known]
     in_model = np.zeros(n_items, dtype=bool)
     in_model[catalog_row[known]] = True
@@ -188,6 +198,7 @@ def align_model(record, artifact, catalog):
     )
     return ServedModel(
         version=record.version,
+        algorithm=record.algorithm,
         feedback=record.feedback,
         trained_at=record.created_at,
         user_index={u: i for i, u in enumerate(artifact.user_ids.tolist())},
@@ -201,13 +212,15 @@ def align_model(record, artifact, catalog):
         unit_factors=_unit_rows(item_factors),
         neighbour_index=neighbour_index,
         neighbour_similarity=neighbour_similarity,
-        fold_in=_fold_in_for(record.feedback, item_factors, item_bias, artifact),
+        fold_in=_fold_in_for(record, item_factors, item_bias, artifact),
     )
 
 
-def _fold_in_for(feedback, item_factors, item_bias, artifact):
+def _fold_in_for(record, item_factors, item_bias, artifact):
     config = settings.RTREC["FOLD_IN"]
-    if feedback == "implicit":
+    if record.algorithm == "ease":
+        return EaseFoldIn(item_factors)
+    if record.feedback == "implicit":
         return ImplicitFoldIn(
             item_factors, item_bias, reg=config["REG"], alpha=config["ALPHA"]
         )
@@ -409,14 +422,15 @@ class ModelHolder:
 
         if model.trained_at is not None:
             state.new_since_training += sum(row[4] > model.trained_at for row in rows)
-        if model.feedback == "implicit":
+        if model.algorithm == "ease":
+            model.fold_in.add(state.equations, indices, taken_up(kinds, weights))
+        elif model.feedback == "implicit":
             model.fold_in.add(state.equations, indices, weights)
         else:
             targets = rating_targets(kinds, values, weights, model.rating_scale)
             model.fold_in.add(state.equations, indices, targets)
 
     def _scores(self, end_user, state, catalog, model):
-        config = settings.RTREC
         if not state.seen:
             return self._cold_scores(catalog)
 
@@ -430,19 +444,27 @@ class ModelHolder:
             popularity = np.log1p(catalog.popularity)
             return blend([(content, 1.0), (popularity, 0.5)]), "content"
 
-        user_row = model.user_index.get(end_user.external_id)
-        if user_row is not None and state.new_since_training == 0:
-            return model.scores_for(user_row), "personal"
-
         positive = np.maximum(liked_weights, 0)
+        together = model.neighbours_of(liked_items, positive)
+        fresh = state.new_since_training == 0
+        user_row = model.user_index.get(end_user.external_id)
+        if fresh and user_row is not None:
+            scores = personal_scores(
+                model.scores_for(user_row), together, model.neighbour_weight
+            )
+            return scores, "personal"
+
         parts = [
             (model.fold_in.scores(state.equations), 1.0),
-            (model.neighbours_of(liked_items, positive), config["NEIGHBOUR_BLEND"]),
+            (together, model.neighbour_weight),
             (content, content_weight),
         ]
+        # EASE scores a user from their history exactly, trained or not.
+        exact = fresh and model.algorithm == "ease"
+        strategy = "personal" if exact else "foldin"
         if content_weight:
-            return with_cold_items(parts, content, model.in_model), "foldin"
-        return blend(parts), "foldin"
+            return with_cold_items(parts, content, model.in_model), strategy
+        return blend(parts), strategy
 
     @staticmethod
     def _content_weight(state, model):

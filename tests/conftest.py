@@ -66,7 +66,7 @@ def catalog(db):
 
 @pytest.fixture
 def trained(catalog):
-    options = TrainingSettings(factors=8, epochs=15, holdout=0.1)
+    options = TrainingSettings(feedback="explicit", factors=8, epochs=15)
     return train_model(options)
 
 

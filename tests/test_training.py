@@ -18,6 +18,10 @@ def train(*args):
     return out.getvalue()
 
 
+def train_explicit(*args):
+    return train("--feedback", "explicit", *args)
+
+
 def test_it_refuses_to_train_on_an_empty_database():
     with pytest.raises(CommandError, match="no interactions"):
         train()
@@ -26,7 +30,7 @@ def test_it_refuses_to_train_on_an_empty_database():
 
 
 def test_it_writes_an_artifact_and_an_active_version(catalog):
-    output = train()
+    output = train_explicit()
 
     version = ModelVersion.objects.get()
     assert version.is_active
@@ -80,3 +84,40 @@ def test_it_rejects_bad_flags(catalog, args):
         train(*args)
 
     assert ModelVersion.objects.count() == 0
+
+
+def test_auto_keeps_the_feedback_that_ranks_better(catalog):
+    output = train()
+
+    version = ModelVersion.objects.get()
+    candidates = version.metrics["candidates"]
+    assert set(candidates) == {"explicit", "implicit"}
+    best = max(candidates, key=lambda name: candidates[name]["ndcg"])
+    assert version.feedback == best
+    assert version.metrics["ndcg@10"] == candidates[best]["ndcg"]
+    assert version.metrics["explicit_rmse"] == candidates["explicit"]["rmse"]
+    assert f"candidate {best} (chosen)" in output
+
+
+def test_every_version_records_its_ranking_metrics(catalog):
+    train_explicit()
+    train("--feedback", "implicit")
+    train("--algorithm", "ease")
+
+    for version in ModelVersion.objects.all():
+        assert 0 <= version.metrics["ndcg@10"] <= 1
+        assert 0 <= version.metrics["precision@10"] <= 1
+    assert list(
+        ModelVersion.objects.order_by("pk").values_list("algorithm", "feedback")
+    ) == [("svd", "explicit"), ("svd", "implicit"), ("ease", "implicit")]
+
+
+def test_an_ease_artifact_holds_the_item_to_item_weights(catalog):
+    train("--algorithm", "ease", "--ease-reg", "50")
+
+    version = ModelVersion.objects.get()
+    artifact = load_artifact(version.artifact_path)
+    n = len(artifact.item_ids)
+    assert artifact.item_factors.shape == (n, n)
+    assert np.allclose(np.diag(artifact.item_factors), 0)
+    assert version.params["ease_reg"] == 50

@@ -21,6 +21,19 @@ def event_weights(kinds, values, weights_by_kind, rate_neutral, rate_per_star):
     return weights
 
 
+def taken_up(kinds, weights):
+    """Event weights with every rating counted as a positive one.
+
+    A rated item was chosen, whatever the stars; what a list of ten has
+    to guess is that choice. The stars still weigh: one star counts 1, a
+    good rating more.
+    """
+    weights = np.array(weights, dtype=np.float64)
+    rated = np.asarray(kinds) == RATE
+    weights[rated] = np.maximum(weights[rated], 0) + 1.0
+    return weights
+
+
 def rating_targets(kinds, values, weights, rating_scale):
     """The rating each event stands for, for a rating predictor.
 

@@ -88,22 +88,3 @@ class ExplicitFoldIn:
     def scores(self, equations):
         solution = equations.solve()
         return self._design @ solution + self.item_bias + self.global_mean
-
-
-def standardised(scores):
-    """Scores on a common scale (zero mean, unit spread) for blending."""
-    spread = scores.std()
-    if not np.isfinite(spread) or spread == 0:
-        return np.zeros_like(scores, dtype=np.float64)
-    return (scores - scores.mean()) / spread
-
-
-def blend(parts):
-    """Sum of standardised score arrays, each with its weight."""
-    total = None
-    for scores, weight in parts:
-        if weight == 0:
-            continue
-        term = weight * standardised(np.asarray(scores, dtype=np.float64))
-        total = term if total is None else total + term
-    return total

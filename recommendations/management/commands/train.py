@@ -18,35 +18,48 @@ def _positive_int(text):
     return value
 
 
+def _positive(text):
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be above 0")
+    return value
+
+
 class Command(BaseCommand):
-    help = "Train a Surprise SVD model on the stored interactions and activate it."
+    help = (
+        "Train a model on the stored interactions, record its metrics and "
+        "activate it. --feedback auto (the default) measures the rating "
+        "predictor and the implicit model on the evaluation protocol and "
+        "keeps the one that ranks better."
+    )
 
     def add_arguments(self, parser):
-        defaults = TrainingSettings()
+        parser.add_argument("--algorithm", choices=["svd", "ease"], default="svd")
+        parser.add_argument(
+            "--feedback", choices=["explicit", "implicit", "auto"], default="auto"
+        )
         parser.add_argument(
             "--factors", type=_positive_int, help="default: 100 explicit, 64 implicit"
         )
+        parser.add_argument("--epochs", type=_positive_int, help="default: 30 for both")
+        parser.add_argument("--lr", type=_positive, help="default: 0.01 / 0.005")
+        parser.add_argument("--reg", type=_positive, help="default: 0.08 / 0.02")
         parser.add_argument(
-            "--epochs", type=_positive_int, help="default: 20 explicit, 30 implicit"
+            "--ease-reg", type=_positive, help="EASE's L2 strength, default 400"
         )
-        parser.add_argument("--lr", type=float, default=defaults.lr)
-        parser.add_argument("--reg", type=float, default=defaults.reg)
-        parser.add_argument(
-            "--feedback",
-            choices=["explicit", "implicit"],
-            default=defaults.feedback,
-        )
-        parser.add_argument("--holdout", type=_fraction, default=defaults.holdout)
-        parser.add_argument("--seed", type=int, default=defaults.seed)
+        parser.add_argument("--holdout", type=_fraction, default=0.1)
+        parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--no-activate", action="store_true")
 
     def handle(self, *args, **options):
         settings = TrainingSettings(
+            algorithm=options["algorithm"],
+            feedback=options["feedback"],
             factors=options["factors"],
             epochs=options["epochs"],
             lr=options["lr"],
             reg=options["reg"],
-            feedback=options["feedback"],
+            ease_reg=options["ease_reg"],
             holdout=options["holdout"],
             seed=options["seed"],
         )
@@ -57,16 +70,29 @@ class Command(BaseCommand):
 
         if version.is_active:
             announce_model(version.version)
-        self.stdout.write(self._summary(version))
+        self.stdout.write(summary(version))
 
-    def _summary(self, version):
-        metrics = " ".join(
-            f"{name}={value:.4f}" if isinstance(value, float) else f"{name}={value}"
-            for name, value in version.metrics.items()
-        )
-        state = "active" if version.is_active else "not activated"
-        return (
-            f"model {version.version} ({state}): {version.n_interactions} "
-            f"interactions, {version.n_users} users, {version.n_items} items, "
-            f"{version.training_seconds:.1f}s; {metrics or 'no holdout'}"
-        )
+
+def summary(version):
+    """What a version is and how it measured, in a few lines."""
+    state = "active" if version.is_active else "not activated"
+    lines = [
+        f"model {version.version} ({state}): {version.algorithm}, "
+        f"{version.feedback} feedback; {version.n_interactions} interactions, "
+        f"{version.n_users} users, {version.n_items} items; "
+        f"trained in {version.training_seconds:.1f}s"
+    ]
+    metrics = version.metrics
+    flat = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    if flat:
+        lines.append("  " + " ".join(f"{k}={_number(v)}" for k, v in flat.items()))
+    for name, figures in metrics.get("candidates", {}).items():
+        chosen = " (chosen)" if name == version.feedback else ""
+        shown = {k: figures[k] for k in ("ndcg", "precision", "rmse") if k in figures}
+        cells = " ".join(f"{k}={_number(v)}" for k, v in shown.items())
+        lines.append(f"  candidate {name}{chosen}: {cells}")
+    return "\n".join(lines)
+
+
+def _number(value):
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
