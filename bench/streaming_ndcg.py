@@ -29,6 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 POINTS = (1, 5, 10)
+TRAIN_FLAGS = {
+    "auto": ["--feedback", "auto"],
+    "explicit": ["--feedback", "explicit"],
+    "implicit": ["--feedback", "implicit"],
+    "ease": ["--algorithm", "ease"],
+}
 K = 10
 
 
@@ -191,7 +197,12 @@ def scored(lists, streams):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--feedback", nargs="+", default=["implicit", "explicit"])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["auto", "explicit", "ease"],
+        help="train settings to compare: a --feedback value, or ease",
+    )
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
@@ -214,8 +225,8 @@ def main():
         port = free_port()
         server = None
         try:
-            for feedback in args.feedback:
-                call_command("train", "--feedback", feedback, stdout=io.StringIO())
+            for feedback in args.models:
+                call_command("train", *TRAIN_FLAGS[feedback], stdout=io.StringIO())
                 if server is None:
                     server = start_server(port)
                 else:
@@ -238,7 +249,7 @@ def main():
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print_table(report, args.feedback)
+    print_table(report, args.models)
 
 
 def print_table(report, feedbacks):
