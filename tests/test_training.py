@@ -1,6 +1,7 @@
 """`manage.py train` on a small catalog held in the real database."""
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -121,3 +122,44 @@ def test_an_ease_artifact_holds_the_item_to_item_weights(catalog):
     assert artifact.item_factors.shape == (n, n)
     assert np.allclose(np.diag(artifact.item_factors), 0)
     assert version.params["ease_reg"] == 50
+
+
+def test_tune_prints_the_grid_and_saves_the_best_as_defaults(catalog, model_dir):
+    out = io.StringIO()
+    call_command(
+        "tune",
+        "--feedback",
+        "explicit",
+        "--factors",
+        "4",
+        "8",
+        "--epochs",
+        "5",
+        "--lr",
+        "0.01",
+        "--reg",
+        "0.05",
+        "--metric",
+        "rmse",
+        "--save",
+        "--json",
+        stdout=out,
+        stderr=io.StringIO(),
+    )
+    report = json.loads(out.getvalue().splitlines()[0])
+
+    rmses = [row["rmse"] for row in report["rows"]]
+    assert len(rmses) == 2
+    assert report["best"]["rmse"] == min(rmses)
+    saved = json.loads((model_dir / "train-defaults.json").read_text())
+    assert saved["explicit"]["factors"] == report["best"]["factors"]
+
+    call_command("train", "--feedback", "explicit", stdout=io.StringIO())
+    version = ModelVersion.objects.get()
+    assert version.params["factors"] == report["best"]["factors"]
+    assert version.params["epochs"] == 5
+
+
+def test_tune_refuses_rmse_for_implicit_feedback(catalog):
+    with pytest.raises(CommandError, match="explicit"):
+        call_command("tune", "--metric", "rmse", stdout=io.StringIO())
