@@ -12,28 +12,11 @@ import io
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def setup_django(workdir):
-    os.environ["RTREC_VAR_DIR"] = str(workdir)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rtrec_site.settings")
-    os.environ.pop("DATABASE_URL", None)
-    import warnings
-
-    warnings.filterwarnings("ignore", message="SECRET_KEY is not set")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+from harness import setup_django
 
 
 def timed(function, *args, **kwargs):

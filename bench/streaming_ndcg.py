@@ -15,18 +15,12 @@ import argparse
 import asyncio
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import free_port, setup_django, start_server
 
 POINTS = (1, 5, 10)
 TRAIN_FLAGS = {
@@ -36,22 +30,6 @@ TRAIN_FLAGS = {
     "ease": ["--algorithm", "ease"],
 }
 K = 10
-
-
-def setup_django(workdir):
-    os.environ["RTREC_VAR_DIR"] = str(workdir)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rtrec_site.settings")
-    for name in ("DATABASE_URL", "REDIS_URL"):
-        os.environ.pop(name, None)
-    import warnings
-
-    warnings.filterwarnings("ignore", message="SECRET_KEY is not set")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def ndcg_at_k(ranked, relevant, k=K):
@@ -101,40 +79,6 @@ def popularity_lists(streams):
             seen = {item for item, _ in events[:point]}
             lists[user, point] = [i for i in ranked if i not in seen][:K]
     return lists
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(port):
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "rtrec_site.asgi:application",
-        ],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return server
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise SystemExit("the server did not start within 30 s")
 
 
 async def stream_user(url, token, user, events, prefix):
