@@ -43,6 +43,7 @@ def store_event(end_user, event):
         value=event.value,
         created_at=timezone.now(),
         event_id=event_id,
+        recommendation_id=event.recommendation_id,
     )
     try:
         # A savepoint, so that losing a race to another process leaves

@@ -6,6 +6,7 @@ developer can act on. Nothing is coerced: a wrong type is an error.
 """
 
 import math
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -79,6 +80,20 @@ def _identifier(message, name, required=True):
     return value
 
 
+def _recommendation_id(message):
+    value = message.get("recommendation_id")
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value)) if isinstance(value, str) else _not_uuid()
+    except ValueError:
+        return _not_uuid()
+
+
+def _not_uuid():
+    raise _invalid("'recommendation_id' must be the id of a list the server sent")
+
+
 def _count(message, name="n"):
     value = message.get(name, settings.RTREC["DEFAULT_N"])
     limit = settings.RTREC["MAX_N"]
@@ -108,7 +123,7 @@ def validate_event(message, extra_fields=()):
     _check_fields(message, EVENT_FIELDS | set(extra_fields), required=("event", "item"))
 
     kind = message["event"]
-    if kind not in EVENT_KINDS:
+    if not isinstance(kind, str) or kind not in EVENT_KINDS:
         choices = ", ".join(sorted(EVENT_KINDS))
         raise _invalid(f"'event' must be one of: {choices}")
 
@@ -118,7 +133,7 @@ def validate_event(message, extra_fields=()):
         item=_identifier(message, "item"),
         value=value,
         event_id=_identifier(message, "event_id", required=False),
-        recommendation_id=_identifier(message, "recommendation_id", required=False),
+        recommendation_id=_recommendation_id(message),
     )
 
 

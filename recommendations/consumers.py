@@ -2,29 +2,43 @@
 
 import json
 import logging
-import uuid
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 
 from events.ingestion import store_event
 from events.validation import MessageError, validate_message, validate_request_id
 from recommendations.broadcast import MODELS_GROUP, user_group
+from recommendations.impressions import impressions, recommend_and_record
 from recommendations.serving import holder
 from recommendations.throttle import TokenBucket
 
 logger = logging.getLogger(__name__)
 
+UNAVAILABLE = MessageError(
+    "unavailable", "the database is unavailable: nothing was stored, retry later"
+)
+SERVER_ERROR = MessageError(
+    "server_error", "the server failed to answer this message; it was logged"
+)
+
 
 def recommendations_payload(recommendation):
-    return {
+    payload = {
         "type": "recommendations",
-        "recommendation_id": str(uuid.uuid4()),
+        "recommendation_id": recommendation.recommendation_id,
         "model": recommendation.model_version,
         "strategy": recommendation.strategy,
         "items": recommendation.as_items(),
     }
+    if recommendation.experiment:
+        payload["experiment"] = {
+            "name": recommendation.experiment,
+            "arm": recommendation.arm,
+        }
+    return payload
 
 
 class RecommendationConsumer(AsyncWebsocketConsumer):
@@ -47,6 +61,7 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(MODELS_GROUP, self.channel_name)
 
     async def disconnect(self, code):
+        await database_sync_to_async(impressions.flush)()
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.channel_layer.group_discard(MODELS_GROUP, self.channel_name)
@@ -63,6 +78,14 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
         except MessageError as exc:
             logger.debug("refused a message: %s", exc.message)
             await self._send_error(exc, request_id)
+        except DatabaseError:
+            # Nothing was acknowledged, so the client still holds the event
+            # and may retry it with the same event_id.
+            logger.warning("database unavailable (request %s)", request_id)
+            await self._send_error(UNAVAILABLE, request_id)
+        except Exception:
+            logger.exception("failed to answer request %s", request_id)
+            await self._send_error(SERVER_ERROR, request_id)
 
     def _decode(self, text_data, bytes_data):
         if not self.bucket.allow():
@@ -148,7 +171,9 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
         return stored
 
     async def _recommend(self, **options):
-        return await database_sync_to_async(holder.recommend)(self.end_user, **options)
+        return await database_sync_to_async(recommend_and_record)(
+            self.end_user, **options
+        )
 
     async def _send_error(self, error, request_id):
         payload = {"type": "error", "code": error.code, "message": error.message}

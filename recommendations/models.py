@@ -59,3 +59,93 @@ class ModelVersion(models.Model):
             self.is_active = True
             self.activated_at = timezone.now()
             self.save(update_fields=["is_active", "activated_at"])
+
+
+class ExperimentQuerySet(models.QuerySet):
+    def running(self):
+        return self.filter(is_active=True).select_related("control", "treatment")
+
+
+class Experiment(models.Model):
+    """Two versions (or a version and popularity) served side by side.
+
+    An empty arm serves popularity. Each user lands in one arm by a stable
+    hash of the experiment's name and their id.
+    """
+
+    name = models.SlugField(max_length=64, unique=True)
+    control = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Empty: popularity",
+    )
+    treatment = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Empty: popularity",
+    )
+    treatment_share = models.FloatField(
+        default=0.5, help_text="Share of users in the treatment arm, 0 to 1"
+    )
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ExperimentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"],
+                condition=models.Q(is_active=True),
+                name="one_running_experiment",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(treatment_share__gte=0, treatment_share__lte=1),
+                name="treatment_share_is_a_share",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def arm_for(self, user_id):
+        from recommendations.engine.abtest import arm_share
+
+        share = arm_share(self.name, user_id)
+        return "treatment" if share < self.treatment_share else "control"
+
+    def version_for(self, arm):
+        version = self.treatment if arm == "treatment" else self.control
+        return version.version if version else None
+
+
+class ShownList(models.Model):
+    """One list of recommendations as it was shown: the impressions."""
+
+    id = models.UUIDField(primary_key=True)
+    user = models.ForeignKey(
+        "events.EndUser", on_delete=models.CASCADE, related_name="+"
+    )
+    model_version = models.CharField(max_length=64, blank=True, db_index=True)
+    experiment = models.ForeignKey(
+        Experiment, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    arm = models.CharField(max_length=16, blank=True)
+    strategy = models.CharField(max_length=16)
+    items = models.JSONField(default=list)
+    n_items = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["experiment", "arm"], name="shown_arm")]
+
+    def __str__(self):
+        return f"{self.id} ({self.n_items} items)"

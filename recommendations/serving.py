@@ -16,6 +16,7 @@ answers the same.
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from django.db.models import Count, Max, Q
 
 from events.models import Interaction, Item
 from events.validation import MessageError
+from recommendations.engine.abtest import arm_share
 from recommendations.engine.artifact import ArtifactError, load_artifact
 from recommendations.engine.content import ContentIndex
 from recommendations.engine.ease import EaseFoldIn
@@ -33,7 +35,7 @@ from recommendations.engine.foldin import ExplicitFoldIn, ImplicitFoldIn
 from recommendations.engine.neighbours import neighbour_scores
 from recommendations.engine.ranking import blend, personal_scores, standardised
 from recommendations.engine.scoring import score_items, top_n
-from recommendations.models import ModelVersion
+from recommendations.models import Experiment, ModelVersion
 from recommendations.trending_store import trending_backend
 
 logger = logging.getLogger(__name__)
@@ -259,6 +261,9 @@ class Recommendation:
     scores: list
     strategy: str
     model_version: str | None
+    recommendation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    experiment: str | None = None
+    arm: str | None = None
 
     def as_items(self):
         return [
@@ -280,6 +285,8 @@ class UserState:
     liked: dict = field(default_factory=dict)
     new_since_training: int = 0
     equations: object = None
+    # Neighbour scores of what the user took up, grown by each event.
+    together: object = 0.0
 
     @property
     def n_events(self):
@@ -312,13 +319,44 @@ class UserCache:
         return len(self._states)
 
 
+@dataclass(frozen=True)
+class Assignment:
+    """Which model serves a user, and in which experiment arm."""
+
+    model: object
+    experiment: str | None = None
+    arm: str | None = None
+
+    @property
+    def popularity_only(self):
+        # An experiment arm without a model version is the popularity baseline.
+        return self.experiment is not None and self.model is None
+
+
+@dataclass(frozen=True)
+class RunningExperiment:
+    name: str
+    pk: int
+    treatment_share: float
+    versions: dict
+
+    def arm_for(self, user_id):
+        return (
+            "treatment"
+            if arm_share(self.name, user_id) < self.treatment_share
+            else "control"
+        )
+
+
 class ModelHolder:
-    """Holds this process's catalog snapshot, active model and users."""
+    """Holds this process's catalog snapshot, models and users."""
 
     def __init__(self):
         self._lock = threading.RLock()
         self.catalog = None
         self.model = None
+        self.models = {}
+        self.experiment = None
         self.load_error = None
         self.users = UserCache(settings.RTREC["USER_CACHE_SIZE"])
         self._checked_at = 0.0
@@ -327,11 +365,12 @@ class ModelHolder:
         """Forget what was loaded; the next request loads afresh."""
         with self._lock:
             self.catalog, self.model, self.load_error = None, None, None
+            self.models, self.experiment = {}, None
             self.users.clear()
             self._checked_at = 0.0
 
     def refresh(self, force=False):
-        """Reload the catalog and model if the database says they changed."""
+        """Reload the catalog and models if the database says they changed."""
         now = time.monotonic()
         if not force and now - self._checked_at < REFRESH_SECONDS:
             return
@@ -341,47 +380,77 @@ class ModelHolder:
             catalog_changed = self.catalog is None or self.catalog.stamp != stamp
             if catalog_changed:
                 self.catalog = load_catalog()
-            self._refresh_model(catalog_changed)
+            self._refresh_models(catalog_changed)
 
     def ensure_version(self, version):
         """Serve `version` now if this process does not already."""
-        if self.model is None or self.model.version != version:
+        if version not in self.models or (self.model and self.model.version != version):
             self.refresh(force=True)
 
-    def _refresh_model(self, catalog_changed):
+    def _refresh_models(self, catalog_changed):
         active = ModelVersion.objects.active()
-        if active is None:
-            self.model, self.load_error = None, None
-            return
-        if not catalog_changed and self.model and self.model.version == active.version:
-            return
+        running = Experiment.objects.running().first()
+        records = [active] if active else []
+        if running is not None:
+            records += [v for v in (running.control, running.treatment) if v]
 
+        loaded, self.load_error = {}, None
+        for record in records:
+            kept = self.models.get(record.version)
+            if kept is not None and not catalog_changed:
+                loaded[record.version] = kept
+            elif record.version not in loaded:
+                loaded[record.version] = self._load(record, record == active)
+        self.models = {v: m for v, m in loaded.items() if m is not None}
+        self.model = self.models.get(active.version) if active else None
+        self.experiment = _running(running)
+
+    def _load(self, record, is_active):
         try:
-            artifact = load_artifact(active.artifact_path)
+            artifact = load_artifact(record.artifact_path)
         except ArtifactError as exc:
             # Keep serving: popularity needs no model file.
-            logger.error("cannot load model %s: %s", active.version, exc)
-            self.model, self.load_error = None, str(exc)
-            return
-        self.model = align_model(active, artifact, self.catalog)
-        self.load_error = None
-        logger.info("serving model %s", active.version)
+            logger.error("cannot load model %s: %s", record.version, exc)
+            if is_active:
+                self.load_error = str(exc)
+            return None
+        logger.info("serving model %s", record.version)
+        return align_model(record, artifact, self.catalog)
+
+    def assignment(self, end_user):
+        experiment = self.experiment
+        if experiment is None:
+            return Assignment(self.model)
+        arm = experiment.arm_for(end_user.external_id)
+        version = experiment.versions[arm]
+        model = self.models.get(version) if version else None
+        if version and model is None:
+            return Assignment(self.model)  # the arm's file is unreadable
+        return Assignment(model, experiment.name, arm)
 
     def recommend(self, end_user, n, exclude=(), genre=None):
         """Top n items for an end user, with the strategy that chose them."""
         self.refresh()
         with self._lock:
-            catalog, model = self.catalog, self.model
-            state = self.user_state(end_user)
+            catalog = self.catalog
+            assignment = self.assignment(end_user)
+            model = assignment.model
+            state = self.user_state(end_user, model)
             excluded = self._excluded(catalog, state, exclude, genre)
-            scores, strategy = self._scores(end_user, state, catalog, model)
+            if assignment.popularity_only:
+                scores, strategy = np.log1p(catalog.popularity), "popular"
+            else:
+                scores, strategy = self._scores(end_user, state, catalog, model)
 
         best = top_n(scores, n, excluded)
-        return self._ranked(best, scores, strategy)
+        recommendation = self._ranked(best, scores, strategy, model)
+        recommendation.experiment = assignment.experiment
+        recommendation.arm = assignment.arm
+        return recommendation
 
-    def user_state(self, end_user):
+    def user_state(self, end_user, model):
         """The user's folded state, brought up to date from the database."""
-        catalog, model = self.catalog, self.model
+        catalog = self.catalog
         version = model.version if model else None
         state = self.users.get(end_user.pk)
         if state is None or (state.model_version, state.catalog_stamp) != (
@@ -420,6 +489,8 @@ class ModelHolder:
         if model is None:
             return
 
+        positive = np.maximum(weights, 0)
+        state.together = state.together + model.neighbours_of(indices, positive)
         if model.trained_at is not None:
             state.new_since_training += sum(row[4] > model.trained_at for row in rows)
         if model.algorithm == "ease":
@@ -444,8 +515,7 @@ class ModelHolder:
             popularity = np.log1p(catalog.popularity)
             return blend([(content, 1.0), (popularity, 0.5)]), "content"
 
-        positive = np.maximum(liked_weights, 0)
-        together = model.neighbours_of(liked_items, positive)
+        together = state.together
         fresh = state.new_since_training == 0
         user_row = model.user_index.get(end_user.external_id)
         if fresh and user_row is not None:
@@ -499,7 +569,7 @@ class ModelHolder:
             if index is not None:
                 scores[index] = score
         excluded = ~catalog.active | (scores <= 0)
-        return self._ranked(top_n(scores, n, excluded), scores, "trending")
+        return self._ranked(top_n(scores, n, excluded), scores, "trending", None)
 
     def similar(self, item_id, n):
         """The n items most like one item: factors, co-occurrence, content."""
@@ -513,7 +583,8 @@ class ModelHolder:
         excluded[index] = True
         content = catalog.content.similarity_to_item(index)
         if model is None or not model.in_model[index]:
-            return self._ranked(top_n(content, n, excluded), content, "content")
+            ranked = top_n(content, n, excluded)
+            return self._ranked(ranked, content, "content", model)
 
         config = settings.RTREC
         together = model.neighbours_of(np.array([index]), np.ones(1))
@@ -523,16 +594,29 @@ class ModelHolder:
             (content, config["CONTENT_BLEND"]),
         ]
         scores = with_cold_items(parts, content, model.in_model)
-        return self._ranked(top_n(scores, n, excluded), scores, "personal")
+        return self._ranked(top_n(scores, n, excluded), scores, "personal", model)
 
     def note_event(self, item_id, kind, value):
         """Count an event towards what is trending."""
-        weight = _weights([kind], np.array([np.nan if value is None else value]))[0]
-        if weight > 0:
-            trending_backend().add(item_id, float(weight))
+        self.note_events([(item_id, kind, value)])
 
-    def _ranked(self, best, scores, strategy):
-        catalog, model = self.catalog, self.model
+    def note_events(self, events):
+        """Count (item_id, kind, value) events towards what is trending,
+        one update per item however many events it had."""
+        if not events:
+            return
+        item_ids, kinds, values = zip(*events, strict=True)
+        values = np.array([np.nan if v is None else v for v in values])
+        totals = {}
+        for item_id, weight in zip(item_ids, _weights(kinds, values), strict=True):
+            if weight > 0:
+                totals[item_id] = totals.get(item_id, 0.0) + float(weight)
+        backend = trending_backend()
+        for item_id, weight in totals.items():
+            backend.add(item_id, weight)
+
+    def _ranked(self, best, scores, strategy, model):
+        catalog = self.catalog
         return Recommendation(
             item_ids=[catalog.item_ids[i] for i in best],
             titles=[catalog.titles[i] for i in best],
@@ -549,6 +633,17 @@ class ModelHolder:
         if genre:
             excluded |= ~catalog.genre_mask(genre)
         return excluded
+
+
+def _running(experiment):
+    if experiment is None:
+        return None
+    return RunningExperiment(
+        name=experiment.name,
+        pk=experiment.pk,
+        treatment_share=experiment.treatment_share,
+        versions={arm: experiment.version_for(arm) for arm in ("control", "treatment")},
+    )
 
 
 def with_cold_items(parts, content, in_model):

@@ -34,6 +34,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "events",
     "recommendations",
 ]
@@ -127,10 +129,45 @@ STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 REST_FRAMEWORK = {
+    # The key first: its challenge makes a missing credential a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "recommendations.api.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "recommendations.api.throttling.ApiKeyRateThrottle",
+        "recommendations.api.throttling.AddressRateThrottle",
+    ],
+    # Requests per API key, and per client address for everyone else.
+    "DEFAULT_THROTTLE_RATES": {
+        "api_key": env_str("RTREC_API_KEY_RATE", "6000/minute"),
+        "address": env_str("RTREC_API_ADDRESS_RATE", "600/minute"),
+    },
+    "DEFAULT_PAGINATION_CLASS": "recommendations.api.pagination.CatalogPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "recommendations.api.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "rtrec REST API",
+    "DESCRIPTION": (
+        "Catalog, event ingestion, recommendations and model versions. "
+        "Server-to-server calls send `Authorization: Api-Key <key>`; "
+        "browsers use their Django session."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    # Swagger UI from the sidecar package's static files: no CDN needed.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # Everything the recommender itself reads, in one namespace.

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from events.models import EndUser, Interaction, Item
 from events.tokens import make_ws_token
+from recommendations.impressions import impressions
 from recommendations.serving import holder
 from recommendations.training import TrainingSettings, train_model
 from recommendations.trending_store import forget_trending
@@ -24,8 +25,10 @@ def model_dir(settings, tmp_path):
     settings.RTREC = {**settings.RTREC, "MODEL_DIR": tmp_path / "models"}
     holder.clear()
     forget_trending()
+    impressions.discard()
     yield tmp_path / "models"
     holder.clear()
+    impressions.discard()
 
 
 def make_catalog(n_users=30, n_items=40, per_user=12, seed=1):

@@ -45,8 +45,8 @@ def _top_k_per_row(matrix, k):
 
 def neighbour_scores(indices, similarities, items, weights, n_items):
     """How strongly each item is a neighbour of the given weighted items."""
-    scores = np.zeros(n_items, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
     contribution = similarities[items] * weights[:, None]
-    np.add.at(scores, indices[items].ravel(), contribution.ravel())
-    return scores
+    return np.bincount(
+        indices[items].ravel(), weights=contribution.ravel(), minlength=n_items
+    )
