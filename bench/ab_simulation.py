@@ -87,7 +87,7 @@ def render_admin(experiment):
     from django.test import Client
 
     staff = User.objects.create_superuser("ab-admin", "ab@example.com", "ab-pass-123")
-    client = Client()
+    client = Client(HTTP_HOST="localhost")
     client.force_login(staff)
     response = client.get(f"/admin/recommendations/experiment/{experiment.pk}/change/")
     return response.status_code, response.content.decode()

@@ -9,7 +9,8 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from recommendations.broadcast import announce_model
-from recommendations.models import ModelVersion
+from recommendations.models import Experiment, ModelVersion
+from recommendations.online import experiment_report, stats_by_version
 from recommendations.serving import holder
 
 
@@ -82,12 +83,14 @@ class ModelVersionAdmin(admin.ModelAdmin):
             {"fields": ["n_users", "n_items", "n_interactions", "training_seconds"]},
         ),
         ("Metrics", {"fields": ["metrics_table"]}),
+        ("Online", {"fields": ["online_table"]}),
         ("Training parameters", {"fields": ["params_table"]}),
     ]
     readonly_fields = [
         *(f.name for f in ModelVersion._meta.fields),
         "metrics_table",
         "params_table",
+        "online_table",
     ]
     actions = ["activate"]
 
@@ -106,6 +109,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description="parameters")
     def params_table(self, obj):
         return _table(obj.params)
+
+    @admin.display(description="shown and clicked")
+    def online_table(self, obj):
+        figures = stats_by_version().get(obj.version)
+        return _table(figures) if figures else "not shown yet"
 
     def has_add_permission(self, request):
         # Versions come from `manage.py train`, with an artifact on disk.
@@ -162,3 +170,59 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return
         message = f"Version {version} is now served by every server process."
         self.message_user(request, message)
+
+
+ARM_ROW = (
+    "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+    "<td>{} to {}</td><td>{}</td></tr>"
+)
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin):
+    list_display = ["name", "control", "treatment", "treatment_share", "is_active"]
+    list_filter = ["is_active"]
+    list_select_related = ["control", "treatment"]
+    raw_id_fields = ["control", "treatment"]
+    readonly_fields = ["report"]
+
+    @admin.display(description="click-through by arm")
+    def report(self, obj):
+        if obj.pk is None:
+            return "-"
+        report = experiment_report(obj)
+        rows = format_html_join(
+            "",
+            ARM_ROW,
+            (
+                (
+                    arm,
+                    obj.version_for(arm) or "popularity",
+                    f["impressions"],
+                    f["clicks"],
+                    f"{f['ctr']:.2%}",
+                    f"{f['ctr_low']:.2%}",
+                    f"{f['ctr_high']:.2%}",
+                    f["conversions"],
+                )
+                for arm, f in report["arms"].items()
+            ),
+        )
+        verdict = "significant" if report["significant"] else "not significant"
+        return format_html(
+            "<table><tr><th>arm</th><th>serves</th><th>impressions</th>"
+            "<th>clicks</th><th>CTR</th><th>95% interval</th>"
+            "<th>conversions</th></tr>{}</table>"
+            "<p>Treatment minus control: {} (z = {}, p = {}): {} at the 5% level.</p>",
+            rows,
+            f"{report['difference']:+.2%}",
+            f"{report['z']:.2f}",
+            f"{report['p_value']:.3g}",
+            verdict,
+        )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        # Every process checks for a running experiment each second; this
+        # one starts serving it now.
+        holder.refresh(force=True)

@@ -111,3 +111,33 @@ def test_the_report_compares_the_arms(experiment):
     assert treatment["ctr"] == pytest.approx(0.1)
     assert report["difference"] == pytest.approx(0.1)
     assert ShownList.objects.filter(experiment=experiment).count() == 30
+
+
+def test_the_experiment_admin_page_shows_each_arms_ctr(experiment, admin_client):
+    holder.refresh(force=True)
+    for user in EndUser.objects.all():
+        impressions.record(user, holder.recommend(user, n=10), experiment.pk)
+    impressions.flush()
+
+    page = admin_client.get(
+        f"/admin/recommendations/experiment/{experiment.pk}/change/"
+    )
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "CTR" in html and "95% interval" in html
+    assert "popularity" in html
+    assert "not significant" in html
+
+
+def test_the_model_version_admin_page_shows_what_was_shown(trained, admin_client):
+    user = EndUser.objects.get(external_id="u1")
+    impressions.record(user, holder.recommend(user, n=10))
+    impressions.flush()
+
+    page = admin_client.get(
+        f"/admin/recommendations/modelversion/{trained.pk}/change/"
+    )
+
+    assert page.status_code == 200
+    assert "impressions" in page.content.decode()
