@@ -123,3 +123,25 @@ def test_health_says_when_the_database_is_down(db, monkeypatch):
 
     assert response.status_code == 503
     assert response.json()["ok"] is False
+
+
+def test_models_carry_their_online_click_through(trained):
+    from events.ingestion import store_event
+    from events.models import EndUser
+    from events.validation import EventMessage
+    from recommendations.impressions import impressions
+
+    user = EndUser.objects.get(external_id="u1")
+    shown = holder.recommend(user, n=10)
+    impressions.record(user, shown)
+    impressions.flush()
+    click = EventMessage(
+        "click", shown.item_ids[0], None, None, shown.recommendation_id
+    )
+    store_event(user, click)
+
+    online = key_client().get(f"/api/models/{trained.version}/").json()["online"]
+
+    assert online["impressions"] == 10
+    assert online["clicks"] == 1
+    assert online["ctr"] == pytest.approx(0.1)

@@ -3,12 +3,14 @@ writes, and describe every body in the OpenAPI schema. Events are
 checked by the shared validator in events.validation, not here."""
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
 from events.models import Interaction, Item
 from events.validation import MAX_EXCLUDE, MAX_ID_LENGTH
 from recommendations.models import ModelVersion
+from recommendations.online import stats_by_version
 
 GENRE_SEPARATOR = "|"
 
@@ -196,8 +198,30 @@ class AckSerializer(serializers.Serializer):
     duplicate = serializers.BooleanField()
 
 
+class OnlineStatsSerializer(serializers.Serializer):
+    lists = serializers.IntegerField()
+    impressions = serializers.IntegerField()
+    clicks = serializers.IntegerField()
+    conversions = serializers.IntegerField()
+    ctr = serializers.FloatField()
+    ctr_low = serializers.FloatField(help_text="95% Wilson interval")
+    ctr_high = serializers.FloatField()
+    conversion_rate = serializers.FloatField()
+
+
 class ModelVersionSerializer(serializers.ModelSerializer):
     active = serializers.BooleanField(source="is_active", read_only=True)
+    online = serializers.SerializerMethodField(
+        help_text="what users were shown from this version and clicked; "
+        "null until a list from it was shown"
+    )
+
+    @extend_schema_field(OnlineStatsSerializer(allow_null=True))
+    def get_online(self, version):
+        # One query set for the whole page, not one per version.
+        if "online" not in self.context:
+            self.context["online"] = stats_by_version()
+        return self.context["online"].get(version.version)
 
     class Meta:
         model = ModelVersion
@@ -212,6 +236,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "n_interactions",
             "training_seconds",
             "active",
+            "online",
             "created_at",
             "activated_at",
         ]
