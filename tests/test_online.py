@@ -135,9 +135,7 @@ def test_the_model_version_admin_page_shows_what_was_shown(trained, admin_client
     impressions.record(user, holder.recommend(user, n=10))
     impressions.flush()
 
-    page = admin_client.get(
-        f"/admin/recommendations/modelversion/{trained.pk}/change/"
-    )
+    page = admin_client.get(f"/admin/recommendations/modelversion/{trained.pk}/change/")
 
     assert page.status_code == 200
     assert "impressions" in page.content.decode()
