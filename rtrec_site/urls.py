@@ -6,6 +6,7 @@ from recommendations.api.views import HealthView
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("", include("recommendations.pages_urls")),
     path("admin/", admin.site.urls),
     path("api/", include("recommendations.api.urls")),
     path("healthz", HealthView.as_view(), name="healthz"),
