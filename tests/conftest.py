@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.core.cache import cache
 from django.utils import timezone
 
 from events.models import EndUser, Interaction, Item
@@ -17,6 +18,14 @@ from rtrec_site.asgi import application
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance"]
 ORIGIN = (b"origin", b"http://localhost:8000")
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttles():
+    """API throttles count in Django's cache: every test starts at zero."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

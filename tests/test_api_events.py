@@ -2,7 +2,6 @@
 
 import pytest
 from channels.db import database_sync_to_async
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from events.models import EndUser, Interaction
@@ -12,13 +11,6 @@ from tests.api_support import account_client, error_of, key_client
 from tests.conftest import receive, socket_as
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_throttles():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

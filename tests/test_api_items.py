@@ -1,20 +1,12 @@
 """The catalog over REST: list, filter, change, and similar items."""
 
 import pytest
-from django.core.cache import cache
 
 from events.models import EndUser, Interaction, Item
 from recommendations.serving import holder
 from tests.api_support import account_client, error_of, key_client
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_throttles():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Model versions over REST, and the health check."""
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from recommendations.models import ModelVersion
@@ -10,13 +9,6 @@ from recommendations.training import TrainingSettings, train_model
 from tests.api_support import account_client, error_of, key_client
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_throttles():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

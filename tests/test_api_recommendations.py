@@ -1,7 +1,6 @@
 """Recommendations and WebSocket tokens over REST."""
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from events.models import EndUser, Item
@@ -9,13 +8,6 @@ from events.tokens import read_ws_token
 from tests.api_support import account_client, error_of, key_client
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_throttles():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def item_ids(body):
