@@ -6,6 +6,7 @@ developer can act on. Nothing is coerced: a wrong type is an error.
 """
 
 import math
+import unicodedata
 import uuid
 from dataclasses import dataclass
 
@@ -69,14 +70,32 @@ def _check_fields(message, allowed, required=()):
             raise _invalid(f"missing field {name!r}")
 
 
+# Control characters and lone surrogates: PostgreSQL refuses a NUL in
+# text and UTF-8 cannot encode a surrogate, so either would reach the
+# database as an error of its own instead of a refusal here.
+UNSTORABLE_CATEGORIES = frozenset({"Cc", "Cs"})
+
+
+def is_storable_text(value):
+    """True if `value` can be stored and echoed as it is."""
+    return not any(unicodedata.category(c) in UNSTORABLE_CATEGORIES for c in value)
+
+
 def _identifier(message, name, required=True):
     value = message.get(name)
     if value is None and not required:
         return None
+    return check_identifier(name, value)
+
+
+def check_identifier(name, value):
+    """`value` if it is a usable id for the field `name`, else MessageError."""
     if not isinstance(value, str) or not value.strip():
         raise _invalid(f"{name!r} must be a non-empty string")
     if len(value) > MAX_ID_LENGTH:
         raise _invalid(f"{name!r} is longer than {MAX_ID_LENGTH} characters")
+    if not is_storable_text(value):
+        raise _invalid(f"{name!r} holds control characters or lone surrogates")
     return value
 
 
@@ -108,7 +127,9 @@ def _rating(message):
     value = message.get("value")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _invalid("'value' must be a number for a rate event")
-    if not math.isfinite(value):
+    # Only a float can be infinite; math.isfinite() on an int of hundreds
+    # of digits would overflow instead of answering.
+    if isinstance(value, float) and not math.isfinite(value):
         raise _invalid("'value' must be a finite number")
     low, high = settings.RTREC["RATING_SCALE"]
     if not low <= value <= high:
@@ -145,6 +166,8 @@ def validate_recommend(message):
         raise _invalid(f"'exclude' must be a list of at most {MAX_EXCLUDE} item ids")
     if not all(isinstance(i, str) and len(i) <= MAX_ID_LENGTH for i in exclude):
         raise _invalid("'exclude' must hold item ids as strings")
+    if not all(is_storable_text(i) for i in exclude):
+        raise _invalid("'exclude' holds control characters or lone surrogates")
 
     return RecommendMessage(
         n=_count(message),
@@ -190,6 +213,8 @@ def validate_request_id(message):
         raise _invalid("'request_id' must be a string or a whole number")
     if len(str(request_id)) > MAX_ID_LENGTH:
         raise _invalid(f"'request_id' is longer than {MAX_ID_LENGTH} characters")
+    if isinstance(request_id, str) and not is_storable_text(request_id):
+        raise _invalid("'request_id' holds control characters or lone surrogates")
     return request_id
 
 

@@ -13,19 +13,27 @@ import time
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from recommendations.metrics_counters import counters
 from recommendations.models import ShownList
 
 logger = logging.getLogger(__name__)
 
 FLUSH_SIZE = 200
 FLUSH_SECONDS = 1.0
+# However many threads record at once, the buffer never holds more than
+# this: past it a list is dropped (and counted), not queued.
+MAX_BUFFERED = 10 * FLUSH_SIZE
 
 
 class ImpressionBuffer:
-    def __init__(self, size=FLUSH_SIZE, seconds=FLUSH_SECONDS):
-        self.size, self.seconds = size, seconds
+    def __init__(self, size=FLUSH_SIZE, seconds=FLUSH_SECONDS, limit=MAX_BUFFERED):
+        self.size, self.seconds, self.limit = size, seconds, max(limit, size)
         self._rows, self._oldest = [], None
         self._lock = threading.Lock()
+
+    def __len__(self):
+        with self._lock:
+            return len(self._rows)
 
     def record(self, end_user, recommendation, experiment_pk=None):
         """Note one list shown to one user; writes the buffer when due."""
@@ -41,11 +49,16 @@ class ImpressionBuffer:
             created_at=timezone.now(),
         )
         with self._lock:
-            self._rows.append(row)
-            self._oldest = self._oldest or time.monotonic()
+            full = len(self._rows) >= self.limit
+            if not full:
+                self._rows.append(row)
+                self._oldest = self._oldest or time.monotonic()
             due = len(self._rows) >= self.size or (
                 time.monotonic() - self._oldest >= self.seconds
             )
+        if full:
+            counters.increment("impressions_dropped_total")
+            logger.debug("the impressions buffer is full: a shown list is dropped")
         if due:
             self.flush()
 

@@ -6,34 +6,52 @@ the session). A browser's Origin must be one of ALLOWED_HOSTS; a client
 without an Origin header is not a browser and must bring a token.
 """
 
+import logging
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from django.conf import settings
+from django.db import DatabaseError
 from django.http.request import validate_host
 
 from events.models import EndUser
 from events.tokens import BadToken, read_ws_token
 
+logger = logging.getLogger(__name__)
+
 VISITOR_SESSION_KEY = "rtrec_visitor"
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+# The standard "try again later": the refusal says nothing about the client.
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 @dataclass(frozen=True)
 class Refusal:
     close_code: int
     message: str
+    code: str = "forbidden"
+
+
+DATABASE_DOWN = Refusal(
+    CLOSE_TRY_AGAIN_LATER,
+    "the database is unavailable: connect again shortly",
+    code="unavailable",
+)
 
 
 class EndUserMiddleware(BaseMiddleware):
     """Puts `end_user` (or a `refusal`) into the scope of every socket."""
 
     async def __call__(self, scope, receive, send):
-        end_user, refusal = await resolve_end_user(scope)
+        try:
+            end_user, refusal = await resolve_end_user(scope)
+        except DatabaseError as exc:
+            logger.warning("cannot tell who a socket is: %s", exc)
+            end_user, refusal = None, DATABASE_DOWN
         scope = dict(scope, end_user=end_user, refusal=refusal)
         return await super().__call__(scope, receive, send)
 
@@ -93,6 +111,14 @@ def _origin_allowed(origin):
         return False
     hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     return validate_host(hostname, settings.ALLOWED_HOSTS)
+
+
+def client_address(scope):
+    """The client's IP address as the server saw it, or None (a Unix
+    socket, a test). Behind a proxy, Daphne's --proxy-headers puts the
+    forwarded address here."""
+    client = scope.get("client")
+    return client[0] if client else None
 
 
 def _header(scope, name):

@@ -41,9 +41,13 @@ REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 class InProcessTrending:
     """A TrendingCounter that several threads may share."""
 
-    def __init__(self, half_life, clock=time.time):
-        self._counter = TrendingCounter(half_life, clock=clock)
+    def __init__(self, half_life, clock=time.time, max_items=None):
+        self._counter = TrendingCounter(half_life, clock=clock, max_items=max_items)
         self._lock = threading.Lock()
+
+    def __len__(self):
+        with self._lock:
+            return len(self._counter)
 
     @property
     def half_life(self):
@@ -75,15 +79,16 @@ class RedisTrending:
     anything older has lost at least ERA_HALVINGS halvings.
     """
 
-    def __init__(self, url, key_prefix, half_life, clock=time.time):
+    def __init__(self, url, key_prefix, half_life, clock=time.time, max_items=None):
         if not math.isfinite(half_life) or half_life <= 0:
             raise ValueError("half_life must be a positive number")
 
         self.half_life = float(half_life)
         self.key_prefix = key_prefix
+        self.max_items = max_items
         self._clock = clock
         self._client = _redis_client(url)
-        self._fallback = InProcessTrending(half_life, clock=clock)
+        self._fallback = InProcessTrending(half_life, clock=clock, max_items=max_items)
         self._retry_redis_at = 0.0
 
     def close(self):
@@ -126,6 +131,9 @@ class RedisTrending:
             key = self._key(key_era)
             growth = decay_factor(self._era_start(key_era) - at, self.half_life)
             pipe.zincrby(key, weight * float(growth), item_id)
+            if self.max_items is not None:
+                # Lowest ranks first: keep only the max_items strongest.
+                pipe.zremrangebyrank(key, 0, -(self.max_items + 1))
             pipe.expire(key, ttl)
         pipe.execute()
 
@@ -210,24 +218,25 @@ def trending_backend():
     """The trending store this process should use, per the settings."""
     rtrec = settings.RTREC
     half_life = rtrec.get("TRENDING_HALF_LIFE", DEFAULT_HALF_LIFE)
+    max_items = rtrec.get("TRENDING_MAX_ITEMS")
     if "REDIS_URL" in rtrec:
         url = rtrec["REDIS_URL"]
     else:
         url = os.environ.get("REDIS_URL")
 
     if url:
-        return _shared_redis_trending(url, half_life)
-    return _process_trending(half_life)
+        return _shared_redis_trending(url, half_life, max_items)
+    return _process_trending(half_life, max_items)
 
 
 @functools.cache
-def _shared_redis_trending(url, half_life):
-    return RedisTrending(url, DEFAULT_KEY_PREFIX, half_life)
+def _shared_redis_trending(url, half_life, max_items):
+    return RedisTrending(url, DEFAULT_KEY_PREFIX, half_life, max_items=max_items)
 
 
 @functools.cache
-def _process_trending(half_life):
-    return InProcessTrending(half_life)
+def _process_trending(half_life, max_items):
+    return InProcessTrending(half_life, max_items=max_items)
 
 
 def forget_trending():

@@ -182,6 +182,24 @@ RTREC = {
     # Messages a second one socket may send, on average and in a burst.
     "WS_RATE": env_number("RTREC_WS_RATE", 50, minimum=1),
     "WS_BURST": env_number("RTREC_WS_BURST", 100, minimum=1),
+    # Refused messages a socket may run up within ten seconds before it is
+    # closed (4429); 0 never closes.
+    "WS_RATE_STRIKES": env_number("RTREC_WS_RATE_STRIKES", 100, minimum=0),
+    # Open sockets per end user and per client address, in each server
+    # process; a socket over the cap is told why and closed (4429). 0: no cap.
+    "WS_MAX_SOCKETS_PER_USER": env_number(
+        "RTREC_WS_MAX_SOCKETS_PER_USER", 20, minimum=0
+    ),
+    "WS_MAX_SOCKETS_PER_ADDRESS": env_number(
+        "RTREC_WS_MAX_SOCKETS_PER_ADDRESS", 200, minimum=0
+    ),
+    # Seconds without a message from the client before its socket is
+    # closed (4408); 0 never closes. Daphne's own pings catch dead peers.
+    "WS_IDLE_SECONDS": env_number("RTREC_WS_IDLE_SECONDS", 1800, cast=float, minimum=0),
+    # How often a socket joins its groups again, in case Redis forgot them.
+    "WS_GROUP_REFRESH_SECONDS": env_number(
+        "RTREC_WS_GROUP_REFRESH_SECONDS", 60, cast=float, minimum=0.1
+    ),
     "DEFAULT_N": 10,
     "MAX_N": 100,
     # How much one event of each kind says the user likes the item, on the
@@ -210,7 +228,30 @@ RTREC = {
     "TRENDING_HALF_LIFE": env_number(
         "RTREC_TRENDING_HALF_LIFE", 3600, cast=float, minimum=1
     ),
+    # Items the trending counters keep (in process, up to a tenth more
+    # between prunings); the weakest are dropped first.
+    "TRENDING_MAX_ITEMS": env_number("RTREC_TRENDING_MAX_ITEMS", 10_000, minimum=1),
 }
+
+# Production hardening, on whenever DEBUG is off. `manage.py check
+# --deploy` reads these; docs/deployment.md has a settings example.
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("RTREC_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    SESSION_COOKIE_HTTPONLY = True
+    # Opt-in: behind a TLS proxy that does not say so, every request would
+    # be redirected again and again.
+    SECURE_SSL_REDIRECT = env_bool("RTREC_SSL_REDIRECT", False)
+    # A load balancer's health probe speaks plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_HSTS_SECONDS = env_number("RTREC_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("RTREC_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("RTREC_HSTS_PRELOAD", False)
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_REFERRER_POLICY = "same-origin"
+    if env_bool("RTREC_BEHIND_TLS_PROXY", False):
+        # Only behind a proxy that sets this header itself on every request.
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 LOGGING = {
     "version": 1,

@@ -15,7 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from events.models import EndUser, Interaction, Item
-from events.validation import MAX_ID_LENGTH, MessageError, validate_event
+from events.validation import MessageError, check_identifier, validate_event
 
 MAX_BATCH = 1000
 FIELD_NAMED = re.compile(r"^(?:missing field |unexpected field )?'(\w+)'")
@@ -106,12 +106,7 @@ def _user_of(value, own_user):
             raise MessageError("invalid_message", "missing field 'user'")
         return own_user
 
-    if not isinstance(value, str) or not value.strip():
-        raise MessageError("invalid_message", "'user' must be a non-empty string")
-    if len(value) > MAX_ID_LENGTH:
-        raise MessageError(
-            "invalid_message", f"'user' is longer than {MAX_ID_LENGTH} characters"
-        )
+    check_identifier("user", value)
     if own_user is not None and value != own_user:
         raise MessageError(
             "forbidden", "'user' must be your own id: an account acts only as itself"

@@ -17,6 +17,10 @@ from recommendations.engine.scoring import top_n
 # stay far from overflow (2**60 is about 1e18; floats reach 1e308).
 REBASE_AFTER_HALVINGS = 60.0
 
+# A capped counter prunes once it holds this share more than its cap, so
+# the pruning's cost is shared by many adds.
+PRUNE_SLACK = 0.1
+
 
 def decay_factor(elapsed, half_life):
     """What is left of a weight of 1 after `elapsed` seconds."""
@@ -26,11 +30,14 @@ def decay_factor(elapsed, half_life):
 class TrendingCounter:
     """Decayed weights per string item id, read as scores at any moment."""
 
-    def __init__(self, half_life_seconds, clock=time.time):
+    def __init__(self, half_life_seconds, clock=time.time, max_items=None):
         if not np.isfinite(half_life_seconds) or half_life_seconds <= 0:
             raise ValueError("half_life_seconds must be a positive number")
+        if max_items is not None and max_items < 1:
+            raise ValueError("max_items must be at least 1")
 
         self.half_life = float(half_life_seconds)
+        self.max_items = max_items
         self._clock = clock
         self._values = {}
         self._reference_time = None
@@ -46,6 +53,10 @@ class TrendingCounter:
 
         growth = self._growth_at(at)
         self._values[item_id] = self._values.get(item_id, 0.0) + weight * growth
+        self._keep_bounded()
+
+    def __len__(self):
+        return len(self._values)
 
     def seed(self, counts, at):
         """Add every weight in `counts` as if it had happened at `at`."""
@@ -55,6 +66,7 @@ class TrendingCounter:
         growth = self._growth_at(at)
         for item_id, weight in counts.items():
             self._values[item_id] = self._values.get(item_id, 0.0) + weight * growth
+        self._keep_bounded()
 
     def scores(self, item_ids, now=None):
         """Decayed scores in the order of `item_ids`; 0 for unknown ids."""
@@ -106,3 +118,21 @@ class TrendingCounter:
             if value * shrink != 0.0
         }
         self._reference_time = new_reference_time
+
+    def _keep_bounded(self):
+        """Keep the max_items strongest counts once there are too many.
+
+        Every stored value is in the same frame, so the strongest now are
+        the strongest at any later moment too.
+        """
+        if self.max_items is None:
+            return
+        if len(self._values) <= self.max_items * (1 + PRUNE_SLACK):
+            return
+
+        item_ids = list(self._values)
+        stored = np.fromiter(self._values.values(), np.float64, len(item_ids))
+        weakest = len(item_ids) - self.max_items
+        dropped = np.argpartition(stored, weakest - 1)[:weakest]
+        for index in dropped.tolist():
+            del self._values[item_ids[index]]

@@ -1,0 +1,92 @@
+"""`train --feedback explicit` beside a bare Surprise fit on the same ratings.
+
+Each side runs in a process of its own, so that its peak memory is its
+own: the command as an operator types it, and this module run with
+`--bare-fit`, which reads the ratings the way `train` does, keeps the rows
+`train` fits on (all but its seeded holdout) and times Surprise's
+`construct_trainset` and `SVD.fit` with the same hyper-parameters.
+
+    python bench/training_cost.py --bare-fit   # on RTREC_VAR_DIR's database
+"""
+
+import argparse
+import json
+import re
+import time
+
+from harness import ROOT, run_measured, server_env, setup_django_here
+
+TRAINED_IN = re.compile(r"trained in ([0-9.]+)s")
+
+
+def measure_training(var_dir, repeat):
+    """Wall time and peak memory of `train` and of the bare fit, per run."""
+    env = server_env(var_dir)
+    runs = []
+    for _ in range(repeat):
+        train_wall, train_peak, output = run_measured(
+            ROOT / "manage.py", "train", "--feedback", "explicit", env=env
+        )
+        found = TRAINED_IN.search(output)
+        if found is None:
+            raise SystemExit(f"train printed no time: {output[-500:]}")
+        _, bare_peak, output = run_measured(
+            ROOT / "bench" / "training_cost.py", "--bare-fit", env=env
+        )
+        bare = json.loads(output.strip().splitlines()[-1])
+        runs.append(
+            {
+                "train_seconds": float(found.group(1)),
+                "train_wall_seconds": train_wall,
+                "train_peak_kib": train_peak,
+                "bare_peak_kib": bare_peak,
+                **bare,
+            }
+        )
+    return runs
+
+
+def bare_fit():
+    """Read the ratings as `train` does, then fit Surprise alone."""
+    setup_django_here()
+    from surprise import SVD, Dataset, Reader
+
+    from recommendations.training import TrainingSettings, holdout_mask, read_ratings
+
+    options = TrainingSettings(feedback="explicit").resolved()
+    started = time.perf_counter()
+    table = read_ratings()
+    read_seconds = time.perf_counter() - started
+
+    kept = ~holdout_mask(len(table), options.holdout, options.seed)
+    rows = list(
+        zip(
+            table.user_ids[kept].tolist(),
+            table.item_ids[kept].tolist(),
+            table.values[kept].tolist(),
+            [None] * int(kept.sum()),
+            strict=True,
+        )
+    )
+    started = time.perf_counter()
+    trainset = Dataset(Reader(rating_scale=(1, 5))).construct_trainset(rows)
+    SVD(
+        n_factors=options.factors,
+        n_epochs=options.epochs,
+        lr_all=options.lr,
+        reg_all=options.reg,
+        random_state=options.seed,
+    ).fit(trainset)
+    fit_seconds = time.perf_counter() - started
+    return {
+        "ratings": len(table),
+        "read_seconds": read_seconds,
+        "bare_fit_seconds": fit_seconds,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bare-fit", action="store_true", required=True)
+    parser.parse_args()
+    print(json.dumps(bare_fit()))

@@ -1,0 +1,91 @@
+"""The performance suite runs end to end at tiny sizes, so it cannot rot.
+
+No timing is judged here: a shared machine makes any threshold flaky.
+The run must finish, print every row, and measure something real.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+EXPECTED_ROWS = [
+    "bare numpy matvec, 1,682 items",
+    "score + top 10, 1,682 items, k=100 f32",
+    "daphne: echo, bare Channels consumer",
+    "daphne: recommend",
+    "daphne: event (stored, folded in, pushed)",
+    "uvicorn: echo, bare Channels consumer",
+    "uvicorn: recommend",
+    "uvicorn: event (stored, folded in, pushed)",
+    "uvicorn / daphne, recommend throughput",
+    "daphne: idle sockets held by one process",
+    "daphne: memory per idle socket",
+    "uvicorn: memory per idle socket",
+    "uvicorn RSS, model loaded, 2,000 items",
+    "train --feedback explicit, synthetic 3,000",
+    "  bare Surprise fit, same ratings, synthetic 3,000",
+    "train --feedback explicit, 5k synthetic",
+]
+
+
+@pytest.fixture(scope="module")
+def report():
+    finished = subprocess.run(
+        [sys.executable, "bench/run.py", "--smoke", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return json.loads(finished.stdout)
+
+
+def test_it_prints_every_row_of_the_table(report):
+    measures = [row["measure"] for row in report["rows"]]
+
+    missing = [name for name in EXPECTED_ROWS if name not in measures]
+
+    assert missing == []
+
+
+def test_every_figure_is_positive(report):
+    for row in report["rows"]:
+        assert row["median"] > 0, row["measure"]
+        assert row["min"] > 0, row["measure"]
+        if row["ratio"] is not None:
+            assert row["ratio"]["median"] > 0, row["measure"]
+
+
+def test_every_target_has_a_verdict(report):
+    judged = [row for row in report["rows"] if row["target"]]
+
+    assert judged
+    assert {row["verdict"] for row in judged} <= {"met", "not met"}
+
+
+def test_socket_runs_were_answered_without_errors(report):
+    for kinds in report["raw"]["sockets"].values():
+        for runs in kinds.values():
+            assert all(run["messages"] > 0 for run in runs)
+            assert all(run["errors"] == 0 for run in runs)
+
+
+def test_every_idle_socket_asked_for_was_opened(report):
+    for result in report["raw"]["idle"]:
+        assert result["opened"] == result["asked"]
+        assert result["failures"] == []
+
+
+def test_it_names_the_machine(report):
+    machine = report["machine"]
+
+    assert machine["cpus"] >= 1
+    assert machine["memory_gib"] > 0
+    assert machine["python"].count(".") == 2
