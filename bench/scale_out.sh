@@ -26,7 +26,17 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
+    # A graceful shutdown may wait on open sockets: 10 s, then KILL.
+    for _ in $(seq 20); do
+        alive=0
+        for pid in "${PIDS[@]}"; do
+            kill -0 "$pid" 2>/dev/null && alive=1
+        done
+        ((alive)) || break
+        sleep 0.5
+    done
     for pid in "${PIDS[@]}"; do
+        kill -9 "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
     dropdb --if-exists "$DB_NAME" 2>/dev/null || true
