@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from recommendations import views
-from recommendations.api.views import HealthView
+from recommendations.api.views import HealthView, MetricsView
 
 urlpatterns = [
     path("", views.index, name="index"),
@@ -10,6 +10,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("recommendations.api.urls")),
     path("healthz", HealthView.as_view(), name="healthz"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
 ]
 
 # API paths answer in JSON even when Django itself fails.

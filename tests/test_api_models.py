@@ -137,3 +137,17 @@ def test_models_carry_their_online_click_through(trained):
     assert online["impressions"] == 10
     assert online["clicks"] == 1
     assert online["ctr"] == pytest.approx(0.1)
+
+
+def test_metrics_are_prometheus_text_for_operators_only(trained):
+    from recommendations.metrics_counters import counters
+
+    counters.increment("events_stored")
+
+    response = key_client().get("/metrics")
+    anonymous = APIClient().get("/metrics")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    assert "events_stored" in response.content.decode()
+    assert anonymous.status_code == 401

@@ -4,12 +4,17 @@ No timing is judged here: a shared machine makes any threshold flaky.
 The run must finish, print every row, and measure something real.
 """
 
+import io
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
+
+from events.models import EndUser, Interaction, Item
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,3 +94,39 @@ def test_it_names_the_machine(report):
     assert machine["cpus"] >= 1
     assert machine["memory_gib"] > 0
     assert machine["python"].count(".") == 2
+
+
+def synthetic_rows(**options):
+    call_command("generate_synthetic", stdout=io.StringIO(), **options)
+    return list(
+        Interaction.objects.order_by("pk").values_list(
+            "user__external_id", "item__external_id", "kind", "value"
+        )
+    )
+
+
+@pytest.mark.django_db
+def test_synthetic_data_is_skewed_like_real_traffic():
+    rows = synthetic_rows(users=300, items=200, interactions=20_000, rating_share=0.5)
+
+    per_item = sorted(Counter(item for _, item, _, _ in rows).values(), reverse=True)
+    per_user = sorted(Counter(user for user, _, _, _ in rows).values(), reverse=True)
+    assert len(rows) == 20_000
+    assert sum(per_item[:20]) > 0.3 * len(rows)
+    assert per_user[0] > 5 * per_user[len(per_user) // 2]
+    assert {kind for _, _, kind, _ in rows} - {"rate"}
+    assert all((value is None) == (kind != "rate") for _, _, kind, value in rows)
+    assert EndUser.objects.count() == 300
+    assert Item.objects.exclude(genres="").count() == 200
+
+
+@pytest.mark.django_db
+def test_synthetic_data_is_the_same_for_the_same_seed():
+    first = synthetic_rows(users=20, items=30, interactions=500, seed=3)
+    Interaction.objects.all().delete()
+    EndUser.objects.all().delete()
+    Item.objects.all().delete()
+
+    second = synthetic_rows(users=20, items=30, interactions=500, seed=3)
+
+    assert first == second

@@ -6,7 +6,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.http import Http404
+from django.http import Http404, HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiResponse,
     PolymorphicProxySerializer,
@@ -34,6 +35,7 @@ from recommendations.api.permissions import (
 from recommendations.broadcast import announce_model, user_group
 from recommendations.consumers import recommendations_payload
 from recommendations.impressions import recommend_and_record
+from recommendations.metrics_counters import counters
 from recommendations.models import ModelVersion
 from recommendations.serving import holder
 
@@ -369,3 +371,20 @@ class HealthView(APIView):
         report.update(model=model.version if model else None)
         report.update(model_error=holder.load_error)
         return Response(report)
+
+
+class MetricsView(APIView):
+    """This process's counters in the Prometheus text format.
+
+    Each server process counts its own sockets and events; a scraper
+    reads every process (each listens on its own port).
+    """
+
+    permission_classes = [IsOperator]
+
+    @extend_schema(
+        responses={(200, "text/plain"): OpenApiTypes.STR, **errors(401, 403)}
+    )
+    def get(self, request):
+        body = counters.prometheus_text()
+        return HttpResponse(body, content_type="text/plain; version=0.0.4")
