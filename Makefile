@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 RTREC_DATA ?= ../shared/data/ml-100k
 export RTREC_DATA
 
-.PHONY: demo test install bench
+.PHONY: demo test install bench bench-ml100k
 
 install: $(VENV)/.installed
 
@@ -28,4 +28,7 @@ test: install
 	$(BIN)/pytest
 
 bench: install
+	$(BIN)/python bench/run.py
+
+bench-ml100k: install
 	$(BIN)/python bench/ml100k.py

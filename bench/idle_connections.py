@@ -21,13 +21,14 @@ from loadgen import hold_idle_sockets, run, run_load
 SPARE_FILES = 64
 
 
-def measure_idle(var_dir, server, tokens, wanted):
+def measure_idle(var_dir, server, tokens, wanted, redis_url=None):
+    """Sockets held and memory per socket; with `redis_url`, the server's
+    channel layer is channels-redis instead of the in-memory one."""
     limit = raise_open_files(wanted + SPARE_FILES)
     count = min(wanted, limit - SPARE_FILES)
     port = free_port()
-    process = start_server(
-        port, server_env(var_dir), server, open_files=wanted + SPARE_FILES
-    )
+    env = server_env(var_dir, **({"REDIS_URL": redis_url} if redis_url else {}))
+    process = start_server(port, env, server, open_files=wanted + SPARE_FILES)
     base_url = f"ws://127.0.0.1:{port}"
     try:
         # One socket first, so that what a first connection loads once
@@ -47,6 +48,7 @@ def measure_idle(var_dir, server, tokens, wanted):
     second_half = opened[1] - opened[0]
     return {
         "server": server,
+        "channel_layer": "redis" if redis_url else "in-memory",
         "asked": wanted,
         "file_limit": limit,
         "opened": opened[-1],

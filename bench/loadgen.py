@@ -67,7 +67,6 @@ class LoadResult:
         if self.server_cpu_seconds is not None and self.completed:
             cpu_ms = self.server_cpu_seconds * 1e3 / self.completed
         return {
-            "server_cpu_ms_per_message": cpu_ms,
             "kind": self.kind,
             "clients": self.clients,
             "messages": self.completed,
@@ -76,6 +75,7 @@ class LoadResult:
             "per_second": self.throughput,
             "p50_ms": self.percentile(50),
             "p99_ms": self.percentile(99),
+            "server_cpu_ms_per_message": cpu_ms,
         }
 
 

@@ -71,13 +71,16 @@ SMOKE = Sizes(
     catalogs=((200, 2_000, 4_000),),
     main_data=(200, 300, 3_000),
 )
-# Label: (server, extra environment). The second pair runs numpy's BLAS
-# on one thread, see the results document for why.
+# Label: (server, extra environment). The site sets numpy's BLAS to one
+# thread per process (rtrec_site/asgi.py); the third variant puts back
+# OpenBLAS's own default, a thread per CPU, to show why.
 SERVER_VARIANTS = {
     "daphne": ("daphne", {}),
     "uvicorn": ("uvicorn", {}),
-    "daphne, 1 BLAS thread": ("daphne", {"OPENBLAS_NUM_THREADS": "1"}),
-    "uvicorn, 1 BLAS thread": ("uvicorn", {"OPENBLAS_NUM_THREADS": "1"}),
+    "uvicorn, BLAS thread per CPU": (
+        "uvicorn",
+        {"OPENBLAS_NUM_THREADS": str(os.cpu_count() or 1)},
+    ),
 }
 SMOKE_VARIANTS = {k: SERVER_VARIANTS[k] for k in ("daphne", "uvicorn")}
 MEMORY_SERVER = "uvicorn"
@@ -95,6 +98,12 @@ def main():
         choices=["daphne", "uvicorn"],
         help="servers for the idle-socket run (default: uvicorn; both with "
         "--smoke); 10,000 sockets take about three minutes a server here",
+    )
+    parser.add_argument(
+        "--idle-redis",
+        metavar="URL",
+        help="run the idle-socket servers on channels-redis at this URL (a "
+        "Redis database of its own, such as redis://127.0.0.1:6379/12)",
     )
     parser.add_argument(
         "--skip",
@@ -155,7 +164,9 @@ def run_suite(workdir, sizes, variants, args):
         ),
         "idle": (
             lambda: [
-                measure_idle(main_dir, server, tokens, sizes.idle_sockets)
+                measure_idle(
+                    main_dir, server, tokens, sizes.idle_sockets, args.idle_redis
+                )
                 for server in args.idle_servers
             ],
             idle_rows,
@@ -371,7 +382,7 @@ def latency_note(runs):
 def idle_rows(results):
     rows = []
     for result in results:
-        server = result["server"]
+        server = f"{result['server']}, {result['channel_layer']} layer"
         per_socket = result["per_connection_kib"] * KB
         rows.append(
             row(
@@ -380,7 +391,10 @@ def idle_rows(results):
                 "sockets",
                 target=f"{result['asked']:,}",
                 met=result["opened"] >= result["asked"],
-                note=f"file limit {result['file_limit']:,}",
+                note=(
+                    f"opened in {result['open_seconds']:.0f} s; "
+                    f"client file limit {result['file_limit']:,}"
+                ),
             )
         )
         rows.append(
@@ -479,7 +493,7 @@ def print_table(report):
         f"({', '.join(f'{k} {v} s' for k, v in machine['section_seconds'].items())})"
     )
     header = (
-        f"{'measure':<48} {'median':>10} {'unit':<7} {'spread (min-max, runs)':<26}"
+        f"{'measure':<64} {'median':>10} {'unit':<7} {'spread (min-max, runs)':<26}"
         f" {'ratio [min-max]':<20} {'target':<20} {'verdict':<8} note"
     )
     print(header)
@@ -501,7 +515,7 @@ def format_row(entry):
         else ""
     )
     return (
-        f"{entry['measure']:<48} {_num(entry['median']):>10} {entry['unit']:<7} "
+        f"{entry['measure']:<64} {_num(entry['median']):>10} {entry['unit']:<7} "
         f"{spread_text:<26} {ratio_text:<20} {entry['target'] or '':<20} "
         f"{entry['verdict'] or '':<8} {entry['note']}"
     )

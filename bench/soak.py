@@ -1,6 +1,6 @@
 """A bounded soak: many sockets sending events and recommend requests.
 
-Starts a real Daphne server on a throwaway SQLite database, opens N
+Starts a real server (uvicorn or Daphne) on a throwaway SQLite database, opens N
 sockets (one end user each) for M minutes, each sending an event or a
 recommend request every `--interval` seconds, and samples the server's
 resident memory. At the end it checks every acknowledged event in the
@@ -8,7 +8,10 @@ database: none may be missing and none stored twice. It prints a table
 and writes it into bench/RESULTS.md.
 
     python bench/soak.py [--sockets 200] [--minutes 10] [--interval 1.0]
-                         [--data PATH] [--no-results]
+                         [--server uvicorn|daphne] [--data PATH] [--no-results]
+
+The results file keeps one section per server, socket count and
+interval; a run replaces only its own.
 
 Everything runs on 127.0.0.1 and stops by itself after `--minutes`.
 """
@@ -34,10 +37,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "RESULTS.md"
 FIXTURE = ROOT / "tests/fixtures/movielens/recbole"
-START_MARK = "<!-- soak:start -->"
-END_MARK = "<!-- soak:end -->"
 # Seconds a client waits for the acks still due when the run ends.
-DRAIN_SECONDS = 15
+DRAIN_SECONDS = 120
 
 
 @dataclass
@@ -57,11 +58,21 @@ class Stats:
     recommends: int = 0
     pushes: int = 0
     errors: dict = field(default_factory=dict)
-    disconnects: int = 0
+    # How sockets ended early: "server 1011", "no close frame"...
+    closes: dict = field(default_factory=dict)
     window: Window = field(default_factory=Window)
 
     def error(self, code):
         self.errors[code] = self.errors.get(code, 0) + 1
+
+    def closed(self, exc):
+        if exc.rcvd is not None:
+            how = f"closed by the server with {exc.rcvd.code}"
+        elif exc.sent is not None:
+            how = f"closed by the client with {exc.sent.code}"
+        else:
+            how = "dropped without a close frame"
+        self.closes[how] = self.closes.get(how, 0) + 1
 
 
 def parse_args():
@@ -72,6 +83,7 @@ def parse_args():
         "--interval", type=float, default=1.0, help="seconds between a socket's sends"
     )
     parser.add_argument("--samples", type=int, default=20, help="memory samples")
+    parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn")
     parser.add_argument("--data", type=Path, default=None, help="a MovieLens folder")
     parser.add_argument("--no-results", action="store_true", help="print only")
     return parser.parse_args()
@@ -145,7 +157,11 @@ async def client(number, url, items, stats, stop_at, interval):
     import websockets
 
     pending_events, pending_recommends = {}, {}
-    async with websockets.connect(url, max_size=2**22) as connection:
+    # No client pings: browsers send none, and a load generator that
+    # closed sockets on its own timeout would hide what the server does.
+    async with websockets.connect(
+        url, max_size=2**22, ping_interval=None
+    ) as connection:
         stats.open_sockets += 1
         reader = asyncio.create_task(
             read_answers(connection, stats, pending_events, pending_recommends)
@@ -176,8 +192,8 @@ async def client(number, url, items, stats, stop_at, interval):
             drain_until = time.monotonic() + DRAIN_SECONDS
             while pending_events and time.monotonic() < drain_until:
                 await asyncio.sleep(0.1)
-        except websockets.ConnectionClosed:
-            stats.disconnects += 1
+        except websockets.ConnectionClosed as exc:
+            stats.closed(exc)
         finally:
             reader.cancel()
             stats.open_sockets -= 1
@@ -219,6 +235,7 @@ async def sample(process, stats, started, every, rows, stop_at):
             {
                 "elapsed_s": time.monotonic() - started,
                 "rss_mib": rss_mib(process.pid),
+                "load": os.getloadavg()[0],
                 "sockets": stats.open_sockets,
                 "acked": len(stats.acked),
                 "recommends": stats.recommends,
@@ -269,15 +286,16 @@ def table(rows):
     head = (
         "| elapsed | server RSS (MiB) | open sockets | events acked | "
         "recommends answered | pushes | errors | ack p50 (ms) | ack p95 (ms) | "
-        "recommend p95 (ms) |"
+        "recommend p95 (ms) | machine load (1 min) |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 11]
     for row in rows:
         lines.append(
             f"| {row['elapsed_s'] / 60:.1f} min | {row['rss_mib']:.1f} | "
             f"{row['sockets']} | {row['acked']} | {row['recommends']} | "
             f"{row['pushes']} | {row['errors']} | {_ms(row['ack_p50_ms'])} | "
-            f"{_ms(row['ack_p95_ms'])} | {_ms(row['recommend_p95_ms'])} |"
+            f"{_ms(row['ack_p95_ms'])} | {_ms(row['recommend_p95_ms'])} | "
+            f"{row['load']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -291,23 +309,27 @@ def summary(rows, checked, stats, failures):
     end = rows[-1]
     growth = end["rss_mib"] - warm["rss_mib"]
     lines = [
-        f"Acknowledged events: {checked['acked']}; stored: {checked['stored']}; "
-        f"acknowledged but not stored: {checked['lost']}; stored twice: "
-        f"{checked['stored_twice']}; acks marked duplicate: {stats.duplicate_acks}.",
+        f"Events sent: {stats.sent_events}; acknowledged: {checked['acked']}; "
+        f"stored: {checked['stored']}; acknowledged but not stored: "
+        f"{checked['lost']}; stored twice: {checked['stored_twice']}; acks "
+        f"marked duplicate: {stats.duplicate_acks}; sent but no ack seen "
+        f"within {DRAIN_SECONDS} s of the end: "
+        f"{stats.sent_events - checked['acked']}.",
         f"Server RSS after warm-up ({warm['elapsed_s'] / 60:.1f} min): "
         f"{warm['rss_mib']:.1f} MiB; at the end: {end['rss_mib']:.1f} MiB "
         f"({growth:+.1f} MiB, {100 * growth / warm['rss_mib']:+.1f}%).",
-        f"Errors by code: {json.dumps(stats.errors, sort_keys=True) or '{}'}; "
-        f"sockets dropped by the server: {stats.disconnects}; clients that "
-        f"failed: {len(failures)}.",
+        f"Errors by code: {json.dumps(stats.errors, sort_keys=True)}; sockets "
+        f"that ended early: {json.dumps(stats.closes, sort_keys=True)}; "
+        f"clients that failed: {len(failures)}.",
     ]
     return "\n\n".join(lines)
 
 
-def write_results(text):
-    section = f"{START_MARK}\n{text}\n{END_MARK}"
+def write_results(text, label):
+    start, end = f"<!-- soak {label} -->", f"<!-- /soak {label} -->"
+    section = f"{start}\n{text}\n{end}"
     current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(START_MARK) + ".*?" + re.escape(END_MARK), re.S)
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     if pattern.search(current):
         updated = pattern.sub(lambda _: section, current)
     else:
@@ -324,7 +346,7 @@ def main():
         users, items = prepare(var_dir, env, data)
         tokens = tokens_for(var_dir, users, args.sockets)
         port = free_port()
-        process = start_server(port, env)
+        process = start_server(port, env, server=args.server)
         try:
             url = f"ws://127.0.0.1:{port}/ws/recommendations/"
             stats, rows, failures = asyncio.run(soak(process, url, tokens, items, args))
@@ -335,22 +357,23 @@ def main():
 
     command = (
         f"python bench/soak.py --sockets {args.sockets} --minutes {args.minutes:g} "
-        f"--interval {args.interval:g}"
+        f"--interval {args.interval:g} --server {args.server}"
     )
     report = "\n\n".join(
         [
             "## Soak: sockets sending events and recommend requests",
             f"`{command}` on {date.today()}, {os.cpu_count()} cores, data "
-            f"`{data.name}` ({len(items)} items), one Daphne process, SQLite, "
-            "in-memory channel layer. Each socket alternates an event and a "
-            "recommend request.",
+            f"`{data.name}` ({len(items)} items), one {args.server} process, "
+            "SQLite, in-memory channel layer, the load generator on the same "
+            "machine. Each socket alternates an event and a recommend request.",
             table(rows),
             summary(rows, checked, stats, failures),
         ]
     )
     print(report)
     if not args.no_results:
-        write_results(report)
+        label = f"{args.server} {args.sockets}x{args.interval:g}s"
+        write_results(report, label)
         print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
     if checked["lost"] or checked["stored_twice"]:
         raise SystemExit("acknowledged events were lost or stored twice")

@@ -1,4 +1,5 @@
-"""The performance suite runs end to end at tiny sizes, so it cannot rot.
+"""The performance suite runs end to end at tiny sizes, so it cannot rot,
+and its synthetic data has the shape it claims.
 
 No timing is judged here: a shared machine makes any threshold flaky.
 The run must finish, print every row, and measure something real.
@@ -28,9 +29,9 @@ EXPECTED_ROWS = [
     "uvicorn: recommend",
     "uvicorn: event (stored, folded in, pushed)",
     "uvicorn / daphne, recommend throughput",
-    "daphne: idle sockets held by one process",
-    "daphne: memory per idle socket",
-    "uvicorn: memory per idle socket",
+    "daphne, in-memory layer: idle sockets held by one process",
+    "daphne, in-memory layer: memory per idle socket",
+    "uvicorn, in-memory layer: memory per idle socket",
     "uvicorn RSS, model loaded, 2,000 items",
     "train --feedback explicit, synthetic 3,000",
     "  bare Surprise fit, same ratings, synthetic 3,000",

@@ -319,6 +319,33 @@ def start_daphne(env, port):
     return process
 
 
+def start_uvicorn(env, port):
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws-ping-interval",
+            "1",
+            "--ws-ping-timeout",
+            "1",
+            "--log-level",
+            "warning",
+            "rtrec_site.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port, process)
+    return process
+
+
 def stop(processes):
     for process in processes:
         if process.poll() is None:
@@ -534,23 +561,37 @@ def _temporary(cluster):
     return {p for p in cluster.model_dir.iterdir() if p.name.endswith(".tmp")}
 
 
+@pytest.fixture
+def uvicorn_port(cluster):
+    """A uvicorn process on the cluster's database, pinging every second."""
+    port = free_port()
+    server = start_uvicorn(cluster.env, port)
+    yield port
+    stop([server])
+
+
+@pytest.mark.parametrize("server", ["daphne", "uvicorn"])
 def test_a_peer_that_stops_answering_pings_is_dropped_and_frees_its_place(
-    cluster,
+    cluster, request, server
 ):
-    port = cluster.ports[0]
-    silent = [half_open_socket(port, "u2") for _ in range(3)]
+    if server == "daphne":
+        port = cluster.ports[0]
+    else:
+        port = request.getfixturevalue("uvicorn_port")
+    user = f"u2-{server}"
+    silent = [half_open_socket(port, user) for _ in range(3)]
 
     async def refused_then_accepted():
-        refused = await connect(port, "u2")
+        refused = await connect(port, user)
         error = json.loads(await refused.recv())
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await refused.recv()
-        # Daphne drops the silent peers after a missed ping: one interval
-        # and one timeout, three seconds here.
-        deadline = time.monotonic() + 15
+        # The server drops the silent peers after a missed ping: one
+        # interval and one timeout, two or three seconds here.
+        deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-            pong = await ping_on_a_new_socket(port, "u2")
+            pong = await ping_on_a_new_socket(port, user)
             if pong is not None:
                 return error, closed.value.rcvd.code, pong
         raise AssertionError("the silent sockets were never dropped")
