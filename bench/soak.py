@@ -8,7 +8,8 @@ database: none may be missing and none stored twice. It prints a table
 and writes it into bench/RESULTS.md.
 
     python bench/soak.py [--sockets 200] [--minutes 10] [--interval 1.0]
-                         [--server uvicorn|daphne] [--data PATH] [--no-results]
+                         [--server uvicorn|daphne] [--data PATH] [--items N]
+                         [--no-results]
 
 The results file keeps one section per server, socket count and
 interval; a run replaces only its own.
@@ -22,6 +23,7 @@ import json
 import os
 import random
 import re
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -85,6 +87,12 @@ def parse_args():
     parser.add_argument("--samples", type=int, default=20, help="memory samples")
     parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn")
     parser.add_argument("--data", type=Path, default=None, help="a MovieLens folder")
+    parser.add_argument(
+        "--items",
+        type=int,
+        default=None,
+        help="act on the first N items only, so each user's state stops growing",
+    )
     parser.add_argument("--no-results", action="store_true", help="print only")
     return parser.parse_args()
 
@@ -95,7 +103,13 @@ def default_data():
 
 
 def server_env(var_dir, sockets):
-    env = dict(os.environ, RTREC_VAR_DIR=str(var_dir), LOG_LEVEL="WARNING")
+    # DEBUG off, as in production: with DEBUG on, Django keeps the last
+    # 9,000 queries of every connection, which reads as a slow leak here.
+    # The clients' tokens are signed with the same key (tokens_for).
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    env = dict(
+        os.environ, RTREC_VAR_DIR=str(var_dir), LOG_LEVEL="WARNING", DEBUG="false"
+    )
     for name in ("DATABASE_URL", "REDIS_URL"):
         env.pop(name, None)
     # Every client is on 127.0.0.1: the per-address cap must let them all in.
@@ -344,6 +358,7 @@ def main():
         var_dir = Path(folder)
         env = server_env(var_dir, args.sockets)
         users, items = prepare(var_dir, env, data)
+        items = items[: args.items] if args.items else items
         tokens = tokens_for(var_dir, users, args.sockets)
         port = free_port()
         process = start_server(port, env, server=args.server)
@@ -358,14 +373,16 @@ def main():
     command = (
         f"python bench/soak.py --sockets {args.sockets} --minutes {args.minutes:g} "
         f"--interval {args.interval:g} --server {args.server}"
+        + (f" --items {args.items}" if args.items else "")
     )
     report = "\n\n".join(
         [
             "## Soak: sockets sending events and recommend requests",
             f"`{command}` on {date.today()}, {os.cpu_count()} cores, data "
-            f"`{data.name}` ({len(items)} items), one {args.server} process, "
-            "SQLite, in-memory channel layer, the load generator on the same "
-            "machine. Each socket alternates an event and a recommend request.",
+            f"`{data.name}` (events on {len(items)} items), one {args.server} process "
+            "with DEBUG off, SQLite, in-memory channel layer, the load generator "
+            "on the same machine. Each socket alternates an event and a "
+            "recommend request.",
             table(rows),
             summary(rows, checked, stats, failures),
         ]
@@ -373,6 +390,7 @@ def main():
     print(report)
     if not args.no_results:
         label = f"{args.server} {args.sockets}x{args.interval:g}s"
+        label += f" items={args.items}" if args.items else ""
         write_results(report, label)
         print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
     if checked["lost"] or checked["stored_twice"]:
