@@ -9,20 +9,20 @@ must be served by both.
 import asyncio
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import redis
-import websockets
 
-from events.tokens import make_ws_token
+from tests.live_servers import (
+    FIXTURE,
+    connect,
+    free_port,
+    manage,
+    next_of_type,
+    start_daphne,
+    stop,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = ROOT / "tests/fixtures/movielens/recbole"
 # A database number of its own, so these tests share nothing with a
 # development server on the same Redis.
 REDIS_URL = os.environ.get("RTREC_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -41,51 +41,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def manage(env, *args):
-    subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(env, port):
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "rtrec_site.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return server
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError(f"the server on port {port} did not start")
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
     env = {
@@ -100,28 +55,9 @@ def deployment(tmp_path_factory):
     manage(env, "train", "--factors", "4", "--epochs", "5")
 
     ports = [free_port(), free_port()]
-    servers = [start_server(env, port) for port in ports]
+    servers = [start_daphne(env, port) for port in ports]
     yield env, ports
-    for server in servers:
-        server.terminate()
-    for server in servers:
-        server.wait(10)
-
-
-def connect(port, user):
-    token = make_ws_token(user, 600)
-    return websockets.connect(
-        f"ws://127.0.0.1:{port}/ws/recommendations/?token={token}"
-    )
-
-
-async def next_of_type(connection, kind, timeout=10):
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        message = json.loads(await asyncio.wait_for(connection.recv(), left))
-        if message["type"] == kind:
-            return message
+    stop(servers)
 
 
 async def both_connected(ports, user):

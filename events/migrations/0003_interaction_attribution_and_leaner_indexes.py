@@ -5,34 +5,45 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('events', '0002_api_key'),
+        ("events", "0002_api_key"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='interaction',
-            name='recommendation_id',
+            model_name="interaction",
+            name="recommendation_id",
             field=models.UUIDField(blank=True, db_index=True, null=True),
         ),
         migrations.AlterField(
-            model_name='interaction',
-            name='event_id',
+            model_name="interaction",
+            name="event_id",
             field=models.CharField(blank=True, max_length=64, null=True),
         ),
         migrations.AlterField(
-            model_name='interaction',
-            name='item',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='interactions', to='events.item'),
+            model_name="interaction",
+            name="item",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="interactions",
+                to="events.item",
+            ),
         ),
         migrations.AlterField(
-            model_name='interaction',
-            name='user',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='interactions', to='events.enduser'),
+            model_name="interaction",
+            name="user",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="interactions",
+                to="events.enduser",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='interaction',
-            constraint=models.UniqueConstraint(fields=('event_id',), name='interaction_event_id'),
+            model_name="interaction",
+            constraint=models.UniqueConstraint(
+                fields=("event_id",), name="interaction_event_id"
+            ),
         ),
     ]

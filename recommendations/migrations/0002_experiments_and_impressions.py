@@ -5,55 +5,115 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('events', '0002_api_key'),
-        ('recommendations', '0001_initial'),
+        ("events", "0002_api_key"),
+        ("recommendations", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Experiment',
+            name="Experiment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=64, unique=True)),
-                ('treatment_share', models.FloatField(default=0.5, help_text='Share of users in the treatment arm, 0 to 1')),
-                ('is_active', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('control', models.ForeignKey(blank=True, help_text='Empty: popularity', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='recommendations.modelversion')),
-                ('treatment', models.ForeignKey(blank=True, help_text='Empty: popularity', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='recommendations.modelversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("name", models.SlugField(max_length=64, unique=True)),
+                (
+                    "treatment_share",
+                    models.FloatField(
+                        default=0.5,
+                        help_text="Share of users in the treatment arm, 0 to 1",
+                    ),
+                ),
+                ("is_active", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "control",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty: popularity",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="recommendations.modelversion",
+                    ),
+                ),
+                (
+                    "treatment",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty: popularity",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="recommendations.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='ShownList',
+            name="ShownList",
             fields=[
-                ('id', models.UUIDField(primary_key=True, serialize=False)),
-                ('model_version', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('arm', models.CharField(blank=True, max_length=16)),
-                ('strategy', models.CharField(max_length=16)),
-                ('items', models.JSONField(default=list)),
-                ('n_items', models.PositiveSmallIntegerField()),
-                ('created_at', models.DateTimeField()),
-                ('experiment', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='recommendations.experiment')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='events.enduser')),
+                ("id", models.UUIDField(primary_key=True, serialize=False)),
+                (
+                    "model_version",
+                    models.CharField(blank=True, db_index=True, max_length=64),
+                ),
+                ("arm", models.CharField(blank=True, max_length=16)),
+                ("strategy", models.CharField(max_length=16)),
+                ("items", models.JSONField(default=list)),
+                ("n_items", models.PositiveSmallIntegerField()),
+                ("created_at", models.DateTimeField()),
+                (
+                    "experiment",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="recommendations.experiment",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="events.enduser",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AddConstraint(
-            model_name='experiment',
-            constraint=models.UniqueConstraint(condition=models.Q(('is_active', True)), fields=('is_active',), name='one_running_experiment'),
+            model_name="experiment",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("is_active", True)),
+                fields=("is_active",),
+                name="one_running_experiment",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='experiment',
-            constraint=models.CheckConstraint(condition=models.Q(('treatment_share__gte', 0), ('treatment_share__lte', 1)), name='treatment_share_is_a_share'),
+            model_name="experiment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("treatment_share__gte", 0), ("treatment_share__lte", 1)
+                ),
+                name="treatment_share_is_a_share",
+            ),
         ),
         migrations.AddIndex(
-            model_name='shownlist',
-            index=models.Index(fields=['experiment', 'arm'], name='shown_arm'),
+            model_name="shownlist",
+            index=models.Index(fields=["experiment", "arm"], name="shown_arm"),
         ),
     ]

@@ -15,28 +15,11 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
+from events.importers import DEFAULT_GENRES
 from events.models import EndUser, Interaction, Item
 
-GENRES = (
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
+# MovieLens genres, without its "unknown".
+GENRES = DEFAULT_GENRES[1:]
 IMPLICIT_KINDS = ("view", "click", "add_to_cart", "purchase", "like", "dislike")
 IMPLICIT_SHARES = (0.5, 0.25, 0.1, 0.05, 0.07, 0.03)
 
