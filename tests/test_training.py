@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
+from events.models import EndUser
 from recommendations.engine.artifact import load_artifact
 from recommendations.models import ModelVersion
+from recommendations.training import catalog_codes, read_interactions
 
 pytestmark = pytest.mark.django_db
 
@@ -21,6 +23,10 @@ def train(*args):
 
 def train_explicit(*args):
     return train("--feedback", "explicit", *args)
+
+
+def protocol_must_not_run(*args, **kwargs):
+    raise AssertionError("the offline protocol ran")
 
 
 def test_it_refuses_to_train_on_an_empty_database():
@@ -98,6 +104,71 @@ def test_auto_keeps_the_feedback_that_ranks_better(catalog):
     assert version.metrics["ndcg@10"] == candidates[best]["ndcg"]
     assert version.metrics["explicit_rmse"] == candidates["explicit"]["rmse"]
     assert f"candidate {best} (chosen)" in output
+
+
+def test_no_evaluate_skips_the_protocol_and_keeps_the_holdout(catalog, monkeypatch):
+    monkeypatch.setattr(
+        "recommendations.evaluation.evaluate_settings", protocol_must_not_run
+    )
+
+    output = train_explicit("--no-evaluate")
+
+    version = ModelVersion.objects.get()
+    assert version.is_active
+    assert version.metrics["evaluated"] is False
+    assert 0 < version.metrics["rmse"] < 2
+    assert "ndcg@10" not in version.metrics
+    assert "evaluated=False" in output
+
+
+def test_no_evaluate_trains_implicit_feedback_for_auto(catalog, monkeypatch):
+    monkeypatch.setattr(
+        "recommendations.evaluation.evaluate_settings", protocol_must_not_run
+    )
+
+    train("--no-evaluate")
+    train("--no-evaluate", "--algorithm", "ease")
+
+    first, second = ModelVersion.objects.order_by("pk")
+    assert (first.algorithm, first.feedback) == ("svd", "implicit")
+    assert (second.algorithm, second.feedback) == ("ease", "implicit")
+    assert first.metrics == second.metrics == {"evaluated": False}
+    assert first.params["factors"] == 8
+
+
+def test_no_evaluate_fits_the_same_model_as_a_full_run(catalog):
+    train_explicit("--seed", "5")
+    train_explicit("--seed", "5", "--no-evaluate")
+
+    full, quick = ModelVersion.objects.order_by("pk")
+    a, b = load_artifact(full.artifact_path), load_artifact(quick.artifact_path)
+    np.testing.assert_array_equal(a.item_factors, b.item_factors)
+    np.testing.assert_array_equal(
+        a.extras["neighbour_index"], b.extras["neighbour_index"]
+    )
+    assert quick.metrics["rmse"] == full.metrics["rmse"]
+
+
+def test_read_interactions_codes_each_user_and_item_once(catalog):
+    table = read_interactions()
+
+    assert len(table) == 30 * 12
+    for ids, codes in [
+        (table.user_ids, table.user_codes),
+        (table.item_ids, table.item_codes),
+    ]:
+        pairs = set(zip(ids.tolist(), codes.tolist(), strict=True))
+        assert len(pairs) == len(set(ids.tolist())) == len(set(codes.tolist()))
+
+
+def test_a_user_deleted_while_reading_has_no_code(catalog):
+    _, users = catalog
+    pks = [users[2].pk, users[0].pk, max(user.pk for user in users) + 1]
+
+    codes, external_ids = catalog_codes(EndUser, pks)
+
+    assert codes[2] == -1
+    assert external_ids[codes[:2]].tolist() == ["u3", "u1"]
 
 
 def test_every_version_records_its_ranking_metrics(catalog):

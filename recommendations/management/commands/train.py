@@ -1,3 +1,6 @@
+import gc
+from contextlib import contextmanager
+
 from django.core.management.base import BaseCommand, CommandError
 
 from recommendations.broadcast import announce_model
@@ -30,7 +33,8 @@ class Command(BaseCommand):
         "Train a model on the stored interactions, record its metrics and "
         "activate it. --feedback auto (the default) measures the rating "
         "predictor and the implicit model on the evaluation protocol and "
-        "keeps the one that ranks better."
+        "keeps the one that ranks better. --no-evaluate skips the protocol, "
+        "so costs about one fit: auto then trains the implicit model."
     )
 
     def add_arguments(self, parser):
@@ -50,6 +54,13 @@ class Command(BaseCommand):
         parser.add_argument("--holdout", type=_fraction, default=0.1)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--no-activate", action="store_true")
+        parser.add_argument(
+            "--no-evaluate",
+            action="store_true",
+            help="skip the offline protocol and its second fit; the version "
+            "records evaluated=false and, for explicit feedback, the holdout "
+            "RMSE; auto feedback then means implicit",
+        )
 
     def handle(self, *args, **options):
         settings = TrainingSettings(
@@ -64,13 +75,37 @@ class Command(BaseCommand):
             seed=options["seed"],
         )
         try:
-            version = train_model(settings, activate=not options["no_activate"])
+            with startup_objects_frozen():
+                version = train_model(
+                    settings,
+                    activate=not options["no_activate"],
+                    evaluate=not options["no_evaluate"],
+                )
         except NothingToTrain as exc:
             raise CommandError(str(exc)) from None
 
         if version.is_active:
             announce_model(version.version)
         self.stdout.write(summary(version))
+
+
+@contextmanager
+def startup_objects_frozen():
+    """Keep the garbage collector off the objects that exist already.
+
+    Training allocates a tuple per row, and each full collection walks
+    every object Django and its apps loaded at start, which live as long
+    as the process anyway: on MovieLens 100K that made reading the rows
+    60% slower than in a bare process.
+    """
+    # A process that froze its objects itself keeps them frozen.
+    frozen_by_caller = gc.get_freeze_count() > 0
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if not frozen_by_caller:
+            gc.unfreeze()
 
 
 def summary(version):
@@ -80,7 +115,7 @@ def summary(version):
         f"model {version.version} ({state}): {version.algorithm}, "
         f"{version.feedback} feedback; {version.n_interactions} interactions, "
         f"{version.n_users} users, {version.n_items} items; "
-        f"trained in {version.training_seconds:.1f}s"
+        f"trained in {version.training_seconds:.2f}s"
     ]
     metrics = version.metrics
     flat = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
