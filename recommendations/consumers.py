@@ -14,8 +14,9 @@ from django.db import DatabaseError
 
 from events.ingestion import store_event
 from events.validation import MessageError, validate_message, validate_request_id
+from recommendations.answers import AnswerCache, same_source
 from recommendations.broadcast import MODELS_GROUP, user_group
-from recommendations.impressions import impressions, recommend_and_record
+from recommendations.impressions import impressions, recommend_and_record, shown_in
 from recommendations.metrics_counters import counters
 from recommendations.serving import holder
 from recommendations.socket_auth import client_address
@@ -129,6 +130,7 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
 
     async def connect(self):
         self.connection_id = uuid.uuid4().hex[:12]
+        self.answers = AnswerCache(settings.RTREC["ANSWER_REUSE_SECONDS"])
         self.address = client_address(self.scope)
         # Accept first, even to refuse, so the client can read why.
         await self.accept()
@@ -212,6 +214,9 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
 
     async def handle_event(self, event, request_id):
         arrived = time.time()
+        # Also if the push below fails: no list made before this event
+        # may be shown again.
+        self.answers.clear()
         stored = await database_sync_to_async(self._store)(event)
         duplicate = "true" if stored.duplicate else "false"
         counters.increment("events_stored_total", via="socket", duplicate=duplicate)
@@ -246,10 +251,22 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
             await self.recommendations_push(push)
 
     async def handle_recommend(self, request, request_id):
+        key = (request.n, request.exclude, request.genre)
+        kept = self.answers.get(key, holder.served_by)
+        if kept is not None:
+            payload, experiment_pk = kept
+            await self._send_json(payload, request_id)
+            await self._note_shown(payload, experiment_pk)
+            return
+
+        served_by = holder.served_by
         recommendation = await self._recommend(
             n=request.n, exclude=request.exclude, genre=request.genre
         )
-        await self._send_json(recommendations_payload(recommendation), request_id)
+        payload = recommendations_payload(recommendation)
+        if same_source(served_by, holder.served_by):
+            self.answers.keep(key, payload, _experiment_pk(payload), served_by)
+        await self._send_json(payload, request_id)
 
     async def handle_similar(self, request, request_id):
         similar = await database_sync_to_async(holder.similar)(request.item, request.n)
@@ -273,6 +290,7 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
 
     async def recommendations_push(self, message):
         """A user-group message: fresh recommendations after an event."""
+        self.answers.clear()
         request_id = None
         if message.get("origin") == self.channel_name:
             request_id = message.get("request_id")
@@ -285,6 +303,7 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
     async def model_activated(self, message):
         """A models-group message: a new version is active everywhere."""
         version = message["version"]
+        self.answers.clear()
         try:
             await database_sync_to_async(holder.ensure_version)(version)
         except DatabaseError as exc:
@@ -306,12 +325,15 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
             self.end_user, **options
         )
 
+    async def _note_shown(self, payload, experiment_pk):
+        if impressions.add(self.end_user.pk, shown_in(payload), experiment_pk):
+            await self._flush_impressions()
+
     async def _take_slot(self):
         limits = settings.RTREC
-        key = self.end_user.pk
-        why = socket_slots.take(
-            key,
-            self.address,
+        slot = socket_slots.slot(self.end_user.pk, self.address, self.connection_id)
+        why = await socket_slots.take(
+            slot,
             limits["WS_MAX_SOCKETS_PER_USER"],
             limits["WS_MAX_SOCKETS_PER_ADDRESS"],
         )
@@ -320,14 +342,14 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
             await self._refuse(error, CLOSE_TOO_MANY)
             return False
 
-        self.slot = (key, self.address)
+        self.slot = slot
         counters.adjust("sockets_open", 1)
         return True
 
     def _release(self):
         self._stop_housekeeping()
         if self.slot is not None:
-            socket_slots.give_back(*self.slot)
+            socket_slots.give_back(self.slot)
             counters.adjust("sockets_open", -1)
             self.slot = None
 
@@ -371,6 +393,7 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
                 if not self.joined or now >= next_join:
                     self.joined = await self._join_groups()
                     next_join = time.monotonic() + refresh
+                    await socket_slots.refresh(self.slot)
         except Exception:
             logger.exception("socket %s: housekeeping failed", self.connection_id)
 
@@ -432,7 +455,7 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
             )
 
     async def _send_error(self, error, request_id):
-        counters.increment("errors_total", code=error.code)
+        counters.increment("errors_total", code=error.code, via="socket")
         payload = {"type": "error", "code": error.code, "message": error.message}
         await self._send_json(payload, request_id)
 
@@ -440,6 +463,13 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
         if request_id is not None:
             payload = dict(payload, request_id=request_id)
         await self.send(text_data=json.dumps(payload))
+
+
+def _experiment_pk(payload):
+    experiment = holder.experiment
+    if experiment is None or "experiment" not in payload:
+        return None
+    return experiment.pk
 
 
 def _strike_bucket(strikes):

@@ -16,8 +16,10 @@ PREFIX = "rtrec_"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 HELP = {
-    "events_stored_total": "Events stored, and duplicates acknowledged again.",
-    "errors_total": "Error messages sent to clients, by code.",
+    "events_stored_total": (
+        "Events stored, and duplicates acknowledged again, by socket or REST."
+    ),
+    "errors_total": "Errors answered to sockets, and to REST calls (via=rest).",
     "sockets_open": "WebSocket connections open in this process.",
     "sockets_refused_total": "WebSocket connections refused or closed, by reason.",
     "push_latency_seconds": "Time from an event's arrival to its push.",

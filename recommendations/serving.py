@@ -27,6 +27,11 @@ from django.db.models import Count, Max, Q
 from events.models import Interaction, Item
 from events.validation import MessageError
 from recommendations.engine.abtest import arm_share
+from recommendations.engine.ann import (
+    ApproximateIndex,
+    personal_scores_at,
+    top_positive,
+)
 from recommendations.engine.artifact import ArtifactError, load_artifact
 from recommendations.engine.content import ContentIndex
 from recommendations.engine.ease import EaseFoldIn
@@ -42,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 1.0
 TRENDING_DEPTH = 200
+# Candidates taken from an approximate index: ten times the list asked
+# for, and at least this many.
+ANN_CANDIDATES = 100
 
 
 @dataclass
@@ -142,6 +150,7 @@ class ServedModel:
     neighbour_index: np.ndarray
     neighbour_similarity: np.ndarray
     fold_in: object
+    ann: ApproximateIndex | None = None
 
     @property
     def neighbour_weight(self):
@@ -215,6 +224,7 @@ def align_model(record, artifact, catalog):
         neighbour_index=neighbour_index,
         neighbour_similarity=neighbour_similarity,
         fold_in=_fold_in_for(record, item_factors, item_bias, artifact),
+        ann=_approximate_index(record, item_factors, item_bias),
     )
 
 
@@ -227,6 +237,24 @@ def _fold_in_for(record, item_factors, item_bias, artifact):
             item_factors, item_bias, reg=config["REG"], alpha=config["ALPHA"]
         )
     return ExplicitFoldIn(item_factors, item_bias, artifact.global_mean, config["REG"])
+
+
+def _approximate_index(record, item_factors, item_bias):
+    """An approximate index if the catalog is large enough to want one."""
+    threshold = settings.RTREC["ANN_MIN_ITEMS"]
+    # EASE ranks a user from their history, never from a user row.
+    if not threshold or len(item_bias) < threshold or record.algorithm == "ease":
+        return None
+
+    started = time.monotonic()
+    index = ApproximateIndex(item_factors, item_bias)
+    logger.info(
+        "approximate index of %d items for %s built in %.1f s",
+        len(item_bias),
+        record.version,
+        time.monotonic() - started,
+    )
+    return index
 
 
 def _aligned_neighbours(artifact, catalog_row, n_items):
@@ -403,7 +431,10 @@ class ModelHolder:
                 loaded[record.version] = self._load(record, record == active)
         self.models = {v: m for v, m in loaded.items() if m is not None}
         self.model = self.models.get(active.version) if active else None
-        self.experiment = _running(running)
+        experiment = _running(running)
+        if experiment != self.experiment:
+            # Kept when unchanged: answers made under it stay valid.
+            self.experiment = experiment
 
     def _load(self, record, is_active):
         try:
@@ -416,6 +447,12 @@ class ModelHolder:
             return None
         logger.info("serving model %s", record.version)
         return align_model(record, artifact, self.catalog)
+
+    @property
+    def served_by(self):
+        """What this process's answers are made from; a new catalog, model
+        or experiment is a new object here."""
+        return (self.catalog, self.model, self.experiment)
 
     def assignment(self, end_user):
         experiment = self.experiment
@@ -437,12 +474,16 @@ class ModelHolder:
             model = assignment.model
             state = self.user_state(end_user, model)
             excluded = self._excluded(catalog, state, exclude, genre)
+            candidates = self._candidates(end_user, state, model, n, excluded)
             if assignment.popularity_only:
                 scores, strategy = np.log1p(catalog.popularity), "popular"
+            elif candidates is not None:
+                scores = self._candidate_scores(end_user, state, model, candidates)
+                strategy = "personal"
             else:
                 scores, strategy = self._scores(end_user, state, catalog, model)
 
-        best = top_n(scores, n, excluded)
+        best = _best(scores, n, excluded, candidates)
         recommendation = self._ranked(best, scores, strategy, model)
         recommendation.experiment = assignment.experiment
         recommendation.arm = assignment.arm
@@ -535,6 +576,39 @@ class ModelHolder:
         if content_weight:
             return with_cold_items(parts, content, model.in_model), strategy
         return blend(parts), strategy
+
+    def _candidates(self, end_user, state, model, n, excluded):
+        """The items worth scoring for a trained user with no events since
+        training, from the model's approximate index; None where every item
+        is scored (no index, or a user ranked some other way)."""
+        if model is None or model.ann is None or not state.seen:
+            return None
+        user_row = model.user_index.get(end_user.external_id)
+        if user_row is None or state.new_since_training:
+            return None
+
+        count = max(10 * n, ANN_CANDIDATES)
+        user = model.user_factors[user_row]
+        found = model.ann.candidates(user, count, excluded)
+        if not model.neighbour_weight:
+            return found
+        # The neighbours of what the user took up can outrank the model's
+        # own favourites in the blend: the strongest are candidates too.
+        return np.union1d(found, top_positive(state.together, count, excluded))
+
+    def _candidate_scores(self, end_user, state, model, candidates):
+        """The personal blend at the candidates, -inf at every other item."""
+        user_row = model.user_index[end_user.external_id]
+        scores = np.full(len(model.in_model), -np.inf)
+        scores[candidates] = personal_scores_at(
+            model.ann,
+            candidates,
+            model.user_factors[user_row],
+            model.global_mean + model.user_bias[user_row],
+            state.together,
+            model.neighbour_weight,
+        )
+        return scores
 
     @staticmethod
     def _content_weight(state, model):
@@ -644,6 +718,13 @@ def _running(experiment):
         treatment_share=experiment.treatment_share,
         versions={arm: experiment.version_for(arm) for arm in ("control", "treatment")},
     )
+
+
+def _best(scores, n, excluded, candidates):
+    if candidates is None:
+        return top_n(scores, n, excluded)
+    # Only the candidates were scored: rank among them, not the catalog.
+    return candidates[top_n(scores[candidates], n, excluded[candidates])]
 
 
 def with_cold_items(parts, content, in_model):

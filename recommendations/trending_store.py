@@ -14,10 +14,9 @@ import time
 import numpy as np
 import redis
 from django.conf import settings
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from recommendations.engine.trending import TrendingCounter, decay_factor
+from recommendations.redis_outage import Outage, quick_client
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +86,11 @@ class RedisTrending:
         self.key_prefix = key_prefix
         self.max_items = max_items
         self._clock = clock
-        self._client = _redis_client(url)
+        self._client = quick_client(url)
         self._fallback = InProcessTrending(half_life, clock=clock, max_items=max_items)
-        self._retry_redis_at = 0.0
+        self._outage = Outage(
+            "trending", "counting in this process", logger, RETRY_REDIS_AFTER_SECONDS
+        )
 
     def close(self):
         """Release this store's Redis connections."""
@@ -173,45 +174,17 @@ class RedisTrending:
         return f"{self.key_prefix}:{era}"
 
     def _redis_or_fallback(self, use_redis, use_fallback):
-        if time.monotonic() < self._retry_redis_at:
+        if self._outage.resting:
             return use_fallback()
 
         try:
             result = use_redis()
         except REDIS_ERRORS as exc:
-            self._redis_failed(exc)
+            self._outage.failed(exc)
             return use_fallback()
 
-        self._redis_recovered()
+        self._outage.answered()
         return result
-
-    def _redis_failed(self, exc):
-        already_down = self._retry_redis_at > 0
-        self._retry_redis_at = time.monotonic() + RETRY_REDIS_AFTER_SECONDS
-        if already_down:
-            logger.debug("Redis is still unreachable for trending: %s", exc)
-            return
-
-        logger.warning(
-            "Redis is unreachable for trending (%s); counting in this process",
-            exc,
-        )
-
-    def _redis_recovered(self):
-        if self._retry_redis_at > 0:
-            self._retry_redis_at = 0.0
-            logger.info("Redis is reachable again for trending")
-
-
-def _redis_client(url):
-    # One quick retry absorbs a dropped idle connection; a longer outage
-    # goes to the fallback instead of holding up the event being stored.
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=1.0,
-        socket_timeout=1.0,
-        retry=Retry(NoBackoff(), retries=1),
-    )
 
 
 def trending_backend():

@@ -31,6 +31,7 @@ from events.validation import (
 from recommendations.api.throttling import AddressRateThrottle
 from recommendations.consumers import recommendations_payload
 from recommendations.impressions import impressions
+from recommendations.metrics_counters import counters
 from recommendations.pages import catalog as index
 from recommendations.serving import holder
 from recommendations.socket_auth import VISITOR_SESSION_KEY
@@ -182,6 +183,8 @@ class WidgetEventsView(WidgetView):
         event = validate_event(message)
 
         stored = store_event(self.end_user(request), event)
+        duplicate = "true" if stored.duplicate else "false"
+        counters.increment("events_stored_total", via="widget", duplicate=duplicate)
         if not stored.duplicate:
             holder.note_event(event.item, event.kind, event.value)
         ack = {

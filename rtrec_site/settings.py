@@ -85,10 +85,15 @@ def _database():
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },
+            # A connection kept per thread: opening one, with its PRAGMAs,
+            # cost a quarter of a socket event's time when each message
+            # opened its own.
+            "CONN_MAX_AGE": 600,
+            "CONN_HEALTH_CHECKS": True,
         }
 
     try:
-        config = dj_database_url.parse(url, conn_max_age=60)
+        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not usable: {exc}") from None
     if config["ENGINE"] != "django.db.backends.postgresql":
@@ -185,8 +190,9 @@ RTREC = {
     # Refused messages a socket may run up within ten seconds before it is
     # closed (4429); 0 never closes.
     "WS_RATE_STRIKES": env_number("RTREC_WS_RATE_STRIKES", 100, minimum=0),
-    # Open sockets per end user and per client address, in each server
-    # process; a socket over the cap is told why and closed (4429). 0: no cap.
+    # Open sockets per end user and per client address, across every
+    # process when REDIS_URL is set (else in each); a socket over the cap
+    # is told why and closed (4429). 0: no cap.
     "WS_MAX_SOCKETS_PER_USER": env_number(
         "RTREC_WS_MAX_SOCKETS_PER_USER", 20, minimum=0
     ),
@@ -199,6 +205,11 @@ RTREC = {
     # How often a socket joins its groups again, in case Redis forgot them.
     "WS_GROUP_REFRESH_SECONDS": env_number(
         "RTREC_WS_GROUP_REFRESH_SECONDS", 60, cast=float, minimum=0.1
+    ),
+    # How long a socket may show a list again while its user has not
+    # acted (recommendations/answers.py); 0 rebuilds every list.
+    "ANSWER_REUSE_SECONDS": env_number(
+        "RTREC_ANSWER_REUSE_SECONDS", 1.0, cast=float, minimum=0
     ),
     "DEFAULT_N": 10,
     "MAX_N": 100,
@@ -225,6 +236,10 @@ RTREC = {
     "CONTENT_BLEND": env_number("RTREC_CONTENT_BLEND", 0.3, cast=float, minimum=0),
     "CONTENT_EVENTS": 10,
     "USER_CACHE_SIZE": env_number("RTREC_USER_CACHE_SIZE", 10_000, minimum=1),
+    # A model whose catalog has at least this many items gets an approximate
+    # index when it loads, and ranks trained users from its candidates
+    # (docs/scaling.md); 0: every user is scored over every item.
+    "ANN_MIN_ITEMS": env_number("RTREC_ANN_MIN_ITEMS", 0, minimum=0),
     "TRENDING_HALF_LIFE": env_number(
         "RTREC_TRENDING_HALF_LIFE", 3600, cast=float, minimum=1
     ),

@@ -33,9 +33,9 @@ EXPECTED_ROWS = [
     "daphne, in-memory layer: memory per idle socket",
     "uvicorn, in-memory layer: memory per idle socket",
     "uvicorn RSS, model loaded, 2,000 items",
-    "train --feedback explicit, synthetic 3,000",
+    "train --feedback explicit --no-evaluate, synthetic 3,000",
     "  bare Surprise fit, same ratings, synthetic 3,000",
-    "train --feedback explicit, 5k synthetic",
+    "train --feedback explicit --no-evaluate, 5k synthetic",
 ]
 
 

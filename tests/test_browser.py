@@ -174,6 +174,8 @@ class SqliteFile:
 class BrowserTestCase(ChannelsLiveServerTestCase):
     ProtocolServerProcess = staticmethod(server_process)
     window = (1280, 1000)
+    # Environment variables for the server process, beside its folders.
+    server_settings = {}
 
     @classmethod
     def setUpClass(cls):
@@ -191,7 +193,11 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
         # The file the server's settings name when RTREC_VAR_DIR is set.
         cls.database = SqliteFile(cls.workdir / "rtrec.sqlite3").__enter__()
         cls.server_env = mock.patch.dict(
-            os.environ, server_environment(cls.workdir, cls.model_dir)
+            os.environ,
+            {
+                **server_environment(cls.workdir, cls.model_dir),
+                **cls.server_settings,
+            },
         )
         cls.server_env.start()
         try:
@@ -422,6 +428,115 @@ class WidgetOnAnotherSiteTest(BrowserTestCase):
         event = Interaction.objects.get(kind="click", item__external_id=clicked)
         assert event.user.external_id == demo_user
         assert event.recommendation_id is not None
+
+
+class WidgetAfterTheServerClosesItTest(BrowserTestCase):
+    """The server closes idle sockets after three seconds, and allows one
+    socket per user."""
+
+    server_settings = {
+        "RTREC_WS_IDLE_SECONDS": "3",
+        "RTREC_WS_MAX_SOCKETS_PER_USER": "1",
+    }
+
+    def setUp(self):
+        super().setUp()
+        self.train_small_model()
+
+    def count_sockets(self):
+        """From now on, window.socketsOpened counts the page's new sockets."""
+        self.driver.execute_script(
+            """
+            var Original = window.WebSocket;
+            window.socketsOpened = 0;
+            window.WebSocket = function (url, protocols) {
+                window.socketsOpened += 1;
+                return new Original(url, protocols);
+            };
+            window.WebSocket.prototype = Original.prototype;
+            """
+        )
+
+    def sockets_opened(self):
+        return self.driver.execute_script("return window.socketsOpened;")
+
+    def state(self):
+        return self.widget().get_attribute("data-state")
+
+    def click_first_item(self):
+        clicked = self.shown_ids()[0]
+        self.find(f'.rtrec-item[data-item="{clicked}"] .rtrec-pick').click()
+        return clicked
+
+    def wait_until_sent(self, timeout=WAIT):
+        self.wait(
+            lambda: self.widget().get_attribute("data-queued") == "0",
+            timeout=timeout,
+            message="the widget did not send its queued event",
+        )
+
+    def clicks_on(self, item, user):
+        return Interaction.objects.filter(
+            kind="click", item__external_id=item, user__external_id=user
+        ).count()
+
+    def test_widget_stays_closed_after_an_idle_close_until_it_has_to_send(self):
+        self.open("/widget/demo/")
+        self.wait_for_live_widget()
+        demo_user = self.find('[data-testid="demo-user"]').text
+        self.count_sockets()
+
+        self.wait(
+            lambda: self.state() == "paused",
+            message="the widget did not notice the idle close",
+        )
+        # Many times the longest delay before an ordinary reconnect.
+        time.sleep(3)
+        assert self.sockets_opened() == 0
+        assert self.state() == "paused"
+
+        clicked = self.click_first_item()
+
+        self.wait_until_sent()
+        assert self.sockets_opened() == 1
+        assert self.clicks_on(clicked, demo_user) == 1
+
+    def test_widget_backs_off_while_its_user_is_over_the_socket_cap(self):
+        self.open("/widget/demo/")
+        self.wait_for_live_widget()
+        demo_user = self.find('[data-testid="demo-user"]').text
+        self.count_sockets()
+        self.wait(lambda: self.state() == "paused")
+
+        url = f"{self.live_server_ws_url}/ws/recommendations/"
+        token = make_ws_token(demo_user, 60)
+        with websocket_connect(f"{url}?token={token}", open_timeout=WAIT) as other:
+            # The reader's other tab holds the only socket allowed.
+            ping_until_pong(other)
+            clicked = self.click_first_item()
+            watched_until = time.monotonic() + 6
+            while time.monotonic() < watched_until:
+                time.sleep(0.5)
+                ping_until_pong(other)
+            attempts = self.sockets_opened()
+
+        # Sent over HTTP meanwhile, or over the socket once the other closed.
+        self.wait_until_sent(timeout=RECONNECT_WAIT)
+        self.wait(
+            lambda: self.state() in ("open", "paused") and self.sockets_opened() > 2,
+            timeout=RECONNECT_WAIT,
+            message="the widget did not get its socket back",
+        )
+        # Refused at once, then again some seconds later: not every moment.
+        assert 1 <= attempts <= 2
+        assert self.clicks_on(clicked, demo_user) == 1
+
+
+def ping_until_pong(socket):
+    """Keep a socket from being idle, past any push it is sent."""
+    socket.send(json.dumps({"type": "ping"}))
+    while json.loads(socket.recv(timeout=WAIT))["type"] != "pong":
+        pass
 
 
 @unittest.skipUnless(

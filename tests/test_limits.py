@@ -8,6 +8,10 @@ import asyncio
 import json
 import logging
 import shutil
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
@@ -18,10 +22,18 @@ from recommendations.consumers import CLOSE_IDLE, CLOSE_TOO_MANY
 from recommendations.engine.trending import TrendingCounter
 from recommendations.impressions import ImpressionBuffer
 from recommendations.metrics_counters import Counters, counters
-from recommendations.throttle import SocketSlots, socket_slots
+from recommendations.throttle import (
+    KEY_PREFIX,
+    RedisSocketSlots,
+    Slot,
+    SocketSlots,
+    forget_shared_slots,
+    socket_slots,
+)
 from recommendations.trending_store import RedisTrending
 from rtrec_site.asgi import application
 from tests.conftest import open_socket, receive, request, socket_as, token_for
+from tests.live_servers import free_port
 from tests.test_faults import OwnRedis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -230,7 +242,7 @@ async def test_a_frame_is_measured_in_utf8_bytes(catalog, limits):
 async def test_the_counters_follow_sockets_events_errors_and_pushes(trained):
     opened = counters.value("sockets_open")
     stored = counters.value("events_stored_total", via="socket", duplicate="false")
-    unknown = counters.value("errors_total", code="unknown_type")
+    unknown = counters.value("errors_total", code="unknown_type", via="socket")
     pushes = _pushes_counted()
     socket = await socket_as("u1")
 
@@ -245,7 +257,8 @@ async def test_the_counters_follow_sockets_events_errors_and_pushes(trained):
     assert counters.value("events_stored_total", via="socket", duplicate="false") == (
         stored + 1
     )
-    assert counters.value("errors_total", code="unknown_type") == unknown + 1
+    errors = counters.value("errors_total", code="unknown_type", via="socket")
+    assert errors == unknown + 1
     assert _pushes_counted() == pushes + 1
 
 
@@ -342,6 +355,200 @@ def test_socket_slots_drop_users_and_addresses_at_zero():
 
     assert len(slots) == 0
     assert slots._by_user == {} and slots._by_address == {}
+
+
+class FakeClock:
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def shared_slots(own_redis):
+    """Makes slot stores on one Redis, as each server process has its own,
+    under a key prefix of this test's own."""
+    prefix = f"rtrec-test:slots:{uuid.uuid4().hex}"
+    stores = []
+
+    def make(lifetime=60, clock=time.time):
+        store = RedisSocketSlots(
+            own_redis.url, lifetime, key_prefix=prefix, clock=clock
+        )
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        store.close()
+    _delete_keys(own_redis.url, f"{prefix}:*")
+
+
+def test_two_processes_on_one_redis_keep_one_cap_per_user(shared_slots):
+    here, there = shared_slots(), shared_slots()
+    first, second, third = (Slot("ann", None, f"s{n}") for n in range(3))
+
+    assert here.take(first, user_cap=2, address_cap=0) is None
+    assert there.take(second, user_cap=2, address_cap=0) is None
+    refused = here.take(third, user_cap=2, address_cap=0)
+    there.give_back(second)
+    after_one_closed = here.take(third, user_cap=2, address_cap=0)
+
+    assert refused == "this user already has 2 open sockets"
+    assert after_one_closed is None
+    assert there.open_for_user("ann") == 2
+
+
+def test_two_processes_on_one_redis_keep_one_cap_per_address(shared_slots):
+    here, there = shared_slots(), shared_slots()
+    here.take(Slot("ann", "203.0.113.7", "a"), user_cap=0, address_cap=2)
+    there.take(Slot("bob", "203.0.113.7", "b"), user_cap=0, address_cap=2)
+
+    refused = there.take(Slot("cy", "203.0.113.7", "c"), user_cap=0, address_cap=2)
+    elsewhere = here.take(Slot("cy", "198.51.100.1", "d"), user_cap=0, address_cap=2)
+
+    assert refused == "this address already has 2 open sockets"
+    assert elsewhere is None
+    # The refused socket left no trace in its user's set.
+    assert here.open_for_user("cy") == 1
+
+
+def test_processes_racing_for_the_last_slots_take_no_more_than_the_cap(shared_slots):
+    stores = [shared_slots(), shared_slots()]
+    start = threading.Barrier(16)
+
+    def attempt(n):
+        start.wait(5)
+        return stores[n % 2].take(Slot("ann", "10.0.0.1", f"s{n}"), 5, 0)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(attempt, range(16)))
+
+    assert answers.count(None) == 5
+    assert stores[1].open_for_user("ann") == 5
+
+
+def test_a_slot_nobody_refreshes_expires_and_frees_its_place(shared_slots):
+    clock = FakeClock()
+    crashed = shared_slots(lifetime=60, clock=clock)
+    alive = shared_slots(lifetime=60, clock=clock)
+    crashed.take(Slot("ann", "10.0.0.1", "gone"), user_cap=1, address_cap=1)
+
+    clock.now += 59
+    before_expiry = alive.take(Slot("ann", "10.0.0.2", "new"), 1, 1)
+    clock.now += 2
+    after_expiry = alive.take(Slot("ann", "10.0.0.1", "new"), 1, 1)
+
+    assert before_expiry == "this user already has 1 open sockets"
+    assert after_expiry is None
+    assert alive.open_for_user("ann") == 1
+
+
+def test_a_refreshed_slot_outlives_its_first_lifetime(shared_slots):
+    clock = FakeClock()
+    here = shared_slots(lifetime=60, clock=clock)
+    there = shared_slots(lifetime=60, clock=clock)
+    kept = Slot("ann", None, "kept")
+    here.take(kept, user_cap=1, address_cap=0)
+
+    for _ in range(5):
+        clock.now += 40
+        here.refresh(kept)
+
+    assert there.take(Slot("ann", None, "other"), 1, 0) is not None
+
+
+def test_without_redis_each_process_counts_its_own_sockets(caplog):
+    unreachable = f"redis://127.0.0.1:{free_port()}/13"
+    here = RedisSocketSlots(unreachable, 60)
+    there = RedisSocketSlots(unreachable, 60)
+    first = Slot("ann", "10.0.0.1", "a")
+
+    with caplog.at_level(logging.INFO, logger="recommendations.throttle"):
+        taken = here.take(first, user_cap=1, address_cap=0)
+        refused = here.take(Slot("ann", "10.0.0.1", "b"), user_cap=1, address_cap=0)
+        in_another_process = there.take(Slot("ann", None, "c"), 1, 0)
+        here.give_back(first)
+        after_give_back = here.take(Slot("ann", "10.0.0.1", "d"), 1, 0)
+
+    assert taken is None
+    assert refused == "this user already has 1 open sockets"
+    assert in_another_process is None
+    assert after_give_back is None
+    warnings = [r for r in caplog.records if r.name == "recommendations.throttle"]
+    assert len(warnings) == 2  # one for each store, not one for each call
+    assert all(r.levelno == logging.WARNING for r in warnings)
+    assert "socket caps" in warnings[0].getMessage()
+
+
+def test_a_slot_is_counted_here_while_redis_is_down_and_there_after(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr("recommendations.throttle.RETRY_REDIS_AFTER_SECONDS", 0.0)
+    server = OwnRedis(tmp_path)
+    server.start()
+    store = RedisSocketSlots(server.url, 60, key_prefix="moving")
+    slot = Slot("ann", None, "s")
+    try:
+        store.take(slot, user_cap=1, address_cap=0)
+        server.stop()
+        store.refresh(slot)
+        refused_while_down = store.take(Slot("ann", None, "t"), 1, 0)
+
+        server.start()  # empty: it saved nothing
+        store.refresh(slot)
+        in_redis = redis.Redis.from_url(server.url).zrange("moving:user:ann", 0, -1)
+        refused_after = store.take(Slot("ann", None, "u"), 1, 0)
+        open_for_ann = store.open_for_user("ann")
+    finally:
+        store.close()
+        server.stop()
+
+    assert refused_while_down is not None
+    assert in_redis == [b"s"]
+    assert refused_after is not None
+    # Counted once: no longer in this process, now that Redis has it.
+    assert open_for_ann == 1
+
+
+@pytest.fixture
+def slots_in_redis(own_redis, limits):
+    """Sockets count their slots in the module's Redis, as with REDIS_URL."""
+    limits(REDIS_URL=own_redis.url)
+    _delete_keys(own_redis.url, f"{KEY_PREFIX}:*")
+    forget_shared_slots()
+    yield own_redis.url
+    forget_shared_slots()
+    _delete_keys(own_redis.url, f"{KEY_PREFIX}:*")
+
+
+async def test_a_socket_is_refused_for_a_slot_another_process_holds(
+    catalog, limits, slots_in_redis
+):
+    limits(WS_MAX_SOCKETS_PER_USER=1)
+    other_process = RedisSocketSlots(slots_in_redis, 180)
+    elsewhere = Slot(await _pk_of("u1"), None, "elsewhere")
+    other_process.take(elsewhere, user_cap=1, address_cap=0)
+
+    refused = await socket_as("u1")
+    error, code = await refusal(refused)
+    other_process.give_back(elsewhere)
+    other_process.close()
+    welcome = await socket_as("u1")
+
+    assert (error["code"], code) == ("rate_limited", CLOSE_TOO_MANY)
+    assert await request(welcome, {"type": "ping"}) == {"type": "pong"}
+    assert socket_slots.open_for_user(await _pk_of("u1")) == 1
+    await welcome.disconnect()
+
+
+def _delete_keys(url, pattern):
+    client = redis.Redis.from_url(url)
+    keys = client.keys(pattern)
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 def _shown(n):

@@ -2,17 +2,20 @@
 
 Each process is a Daphne server started here; the sockets are real TCP
 connections. Nothing is mocked: an event on one process must reach the
-same user's socket on the other, and a model trained in a third process
-must be served by both.
+same user's socket on the other, a model trained in a third process
+must be served by both, and a user's socket cap counts the sockets of
+both.
 """
 
 import asyncio
 import json
 import os
+import time
 
 import pytest
 import redis
 
+from recommendations.throttle import KEY_PREFIX
 from tests.live_servers import (
     FIXTURE,
     connect,
@@ -26,6 +29,7 @@ from tests.live_servers import (
 # A database number of its own, so these tests share nothing with a
 # development server on the same Redis.
 REDIS_URL = os.environ.get("RTREC_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+SOCKETS_PER_USER = 2
 
 
 def redis_reachable():
@@ -48,7 +52,9 @@ def deployment(tmp_path_factory):
         "RTREC_VAR_DIR": str(tmp_path_factory.mktemp("var")),
         "REDIS_URL": REDIS_URL,
         "DJANGO_SETTINGS_MODULE": "rtrec_site.settings",
+        "RTREC_WS_MAX_SOCKETS_PER_USER": str(SOCKETS_PER_USER),
     }
+    delete_stale_slots()
     env.pop("DATABASE_URL", None)
     manage(env, "migrate", "--noinput")
     manage(env, "import_movielens", str(FIXTURE))
@@ -58,6 +64,16 @@ def deployment(tmp_path_factory):
     servers = [start_daphne(env, port) for port in ports]
     yield env, ports
     stop(servers)
+
+
+def delete_stale_slots():
+    # A fresh database numbers its users from 1 again: slots an earlier
+    # run left behind would count against them until they expire.
+    client = redis.Redis.from_url(REDIS_URL)
+    stale = client.keys(f"{KEY_PREFIX}:*")
+    if stale:
+        client.delete(*stale)
+    client.close()
 
 
 async def both_connected(ports, user):
@@ -110,3 +126,41 @@ def test_a_new_model_is_served_by_every_process_without_a_restart(deployment):
 
     assert updates[0]["model"] == updates[1]["model"]
     assert [answer["model"] for answer in answers] == [updates[0]["model"]] * 2
+
+
+def test_the_socket_cap_of_a_user_holds_across_processes(deployment):
+    _, ports = deployment
+
+    async def scenario():
+        # One socket on each process: the cap of two is reached.
+        here, there = await both_connected(ports, "u4")
+        third = await connect(ports[0], "u4")
+        error = await next_of_type(third, "error")
+        await asyncio.wait_for(third.wait_closed(), 10)
+
+        await there.close()
+        welcome = await accepted(ports[0], "u4")
+        for connection in (here, welcome):
+            await connection.close()
+        return error, third.close_code
+
+    error, close_code = asyncio.run(scenario())
+
+    assert error["code"] == "rate_limited"
+    assert f"{SOCKETS_PER_USER} open sockets" in error["message"]
+    assert close_code == 4429
+
+
+async def accepted(port, user, timeout=10):
+    """A socket that answers a ping, once a freed slot has been given back."""
+    deadline = time.monotonic() + timeout
+    while True:
+        connection = await connect(port, user)
+        await connection.send(json.dumps({"type": "ping"}))
+        answer = json.loads(await asyncio.wait_for(connection.recv(), timeout))
+        if answer["type"] == "pong":
+            return connection
+        await connection.close()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the socket was still refused: {answer}")
+        await asyncio.sleep(0.1)

@@ -1,5 +1,7 @@
 """Online evaluation: impressions, attributed clicks, and A/B experiments."""
 
+import time
+
 import pytest
 from channels.db import database_sync_to_async
 
@@ -139,3 +141,19 @@ def test_the_model_version_admin_page_shows_what_was_shown(trained, admin_client
 
     assert page.status_code == 200
     assert "impressions" in page.content.decode()
+
+
+def test_a_shown_list_is_written_within_a_second_even_if_none_follows(trained):
+    user = EndUser.objects.get(external_id="u1")
+    recommendation = holder.recommend(user, n=5)
+
+    impressions.record(user, recommendation)
+    written_at_once = ShownList.objects.count()
+    deadline = time.monotonic() + 5
+    while not ShownList.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert written_at_once == 0
+    shown = ShownList.objects.get()
+    assert str(shown.id) == recommendation.recommendation_id
+    assert shown.items == recommendation.item_ids

@@ -14,6 +14,7 @@ from django.utils import timezone
 from events.models import EndUser, Interaction, Item
 from events.tokens import make_ws_token, read_ws_token
 from recommendations.impressions import impressions
+from recommendations.metrics_counters import counters
 from recommendations.models import ShownList
 from recommendations.pages import DEMO_USER_SESSION_KEY, PAGE_SIZE
 from recommendations.socket_auth import VISITOR_SESSION_KEY
@@ -343,6 +344,7 @@ def test_widget_recommendations_refuse_a_bad_token_or_no_credentials(client, cat
 def test_widget_events_store_an_event_once(client, catalog):
     url = f"/widget/events/?token={make_ws_token('reader-7', 60)}"
     event = {"type": "event", "event": "click", "item": "5", "event_id": "w-1"}
+    new_before, retried_before = _widget_events_counted()
 
     first = client.post(url, event, content_type="application/json")
     again = client.post(url, event, content_type="application/json")
@@ -353,6 +355,14 @@ def test_widget_events_store_an_event_once(client, catalog):
     assert again.json()["duplicate"] is True
     stored = Interaction.objects.get(event_id="w-1")
     assert (stored.user.external_id, stored.item.external_id) == ("reader-7", "5")
+    assert _widget_events_counted() == (new_before + 1, retried_before + 1)
+
+
+def _widget_events_counted():
+    return tuple(
+        counters.value("events_stored_total", via="widget", duplicate=duplicate)
+        for duplicate in ("false", "true")
+    )
 
 
 def test_widget_events_need_a_token_and_a_valid_event(client, catalog):

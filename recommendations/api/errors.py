@@ -18,6 +18,7 @@ from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
 from events.validation import MessageError
+from recommendations.metrics_counters import counters
 
 logger = logging.getLogger(__name__)
 
@@ -70,13 +71,20 @@ def api_exception_handler(exc, context):
     response = exception_handler(exc, context)
     if response is None:
         logger.exception("unhandled error in %s", context["request"].path)
+        _count_error("server_error")
         return JsonResponse(
             envelope("server_error", "the server failed to answer; it was logged"),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
 
     response.data = _error_body(exc)
+    _count_error(response.data["error"]["code"])
     return response
+
+
+def _count_error(code):
+    # The socket's errors carry no `via` label: this one tells them apart.
+    counters.increment("errors_total", code=code, via="rest")
 
 
 def _error_body(exc):
@@ -119,6 +127,7 @@ def api_not_found(request, *args, **kwargs):
     message = f"no endpoint at {request.path}"
     if not request.path.endswith("/") and _resolves(request.path + "/"):
         message += f"; did you mean {request.path}/ ?"
+    _count_error("not_found")
     return JsonResponse(envelope("not_found", message), status=404)
 
 
@@ -138,6 +147,7 @@ def page_not_found(request, exception=None):
 
 def server_error(request):
     if is_api_path(request.path):
+        _count_error("server_error")
         return JsonResponse(
             envelope("server_error", "the server failed to answer; it was logged"),
             status=500,

@@ -198,6 +198,7 @@ class EventsView(APIView):
         except InvalidBatch as exc:
             raise _invalid_events(exc, len(rows)) from None
 
+        _count_stored(batch.acks)
         _after_storing(batch.stored)
         body = batch.acks if isinstance(request.data, list) else batch.acks[0]
         stored_any = bool(batch.stored)
@@ -218,6 +219,15 @@ def _invalid_events(exc, n_rows):
     rows = [error.as_dict() for error in exc.errors]
     message = f"{len(rows)} of {n_rows} events are not valid; none was stored"
     return ApiError(400, "invalid_events", message, rows=rows)
+
+
+def _count_stored(acks):
+    duplicates = sum(ack["duplicate"] for ack in acks)
+    for duplicate, amount in (("false", len(acks) - duplicates), ("true", duplicates)):
+        if amount:
+            counters.increment(
+                "events_stored_total", amount, via="rest", duplicate=duplicate
+            )
 
 
 def _after_storing(stored):

@@ -5,24 +5,31 @@ import numpy as np
 
 def score_items(item_factors, item_bias, global_mean, user_factors, user_bias):
     """Predicted preference of one user for every item, as one array."""
-    return item_factors @ user_factors + (item_bias + (global_mean + user_bias))
+    # In place: at a million items each temporary array is 8 MB to write.
+    scores = item_factors @ user_factors
+    scores += item_bias
+    scores += global_mean + user_bias
+    return scores
 
 
 def top_n(scores, n, excluded=None):
     """Indices of the n best scores, best first, skipping excluded indices.
 
-    `excluded` is a boolean mask or an index array over `scores`.
+    `excluded` is a boolean mask or an index array over `scores`; an
+    item scored -inf is never returned either.
     """
     if excluded is not None:
         scores = scores.copy()
         scores[excluded] = -np.inf
-
-    available = int(np.count_nonzero(scores > -np.inf))
-    n = min(n, available)
+    n = min(n, len(scores))
     if n <= 0:
         return np.empty(0, dtype=np.intp)
 
-    best = np.argpartition(-scores, n - 1)[:n]
+    # The n largest sit past the kth place: no negated copy to partition.
+    kth = len(scores) - n
+    best = np.argpartition(scores, kth)[kth:]
+    # Fewer than n allowed: the -inf ones made up the numbers.
+    best = best[scores[best] > -np.inf]
     return best[np.argsort(-scores[best], kind="stable")]
 
 

@@ -23,6 +23,13 @@
  * event. Events wait in a queue (kept in sessionStorage) until the server
  * acknowledges them; after a dropped connection they are sent again with
  * the same event_id, so the server stores each one once.
+ *
+ * A socket the server closed for being idle (4408) stays closed until the
+ * page sends an event or a request, or the tab is shown again. One closed
+ * for too many sockets or messages (4429) is tried again slowly. One
+ * refused (4401, 4403) is not tried again with the same token: listen for
+ * "refused" on rtrec.widgets[0].connection and hand it a fresh token with
+ * connection.useToken(token).
  */
 (function () {
   "use strict";
@@ -34,6 +41,11 @@
   var SCRIPT = document.currentScript;
   var BASE_DELAY = 500;
   var MAX_DELAY = 30000;
+  // Over a cap, asking again soon cannot help: start later, wait longer.
+  var CROWDED_BASE_DELAY = 5000;
+  var CROWDED_MAX_DELAY = 120000;
+  var CLOSE_IDLE = 4408;
+  var CLOSE_TOO_MANY = 4429;
   // Failed connection attempts in a row before the REST endpoint is used.
   var FALLBACK_AFTER = 2;
   var POLL_EVERY = 20000;
@@ -70,8 +82,8 @@
 
   // Exponential, capped, and spread out ("equal jitter") so that a
   // restarted server is not met by every page at the same moment.
-  function backoff(failures) {
-    var ceiling = Math.min(MAX_DELAY, BASE_DELAY * Math.pow(2, failures - 1));
+  function backoff(failures, base, most) {
+    var ceiling = Math.min(most, base * Math.pow(2, failures - 1));
     return Math.round(ceiling / 2 + Math.random() * ceiling / 2);
   }
 
@@ -117,10 +129,24 @@
     this.sequence = 0;
     this.storageKey = "rtrec-outbox " + this.server + (token ? " token" : " session");
     this.outbox = readOutbox(this.storageKey);
+
+    var self = this;
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "visible") {
+        self.wake();
+      }
+    });
   }
 
   Connection.prototype.on = function (type, handler) {
     (this.listeners[type] = this.listeners[type] || []).push(handler);
+    return this;
+  };
+
+  Connection.prototype.off = function (type, handler) {
+    this.listeners[type] = (this.listeners[type] || []).filter(function (known) {
+      return known !== handler;
+    });
     return this;
   };
 
@@ -192,12 +218,23 @@
   Connection.prototype.closed = function (code) {
     this.failPending("the connection closed");
     if (REFUSALS[code]) {
-      // A refusal will not change by asking again.
+      // Asking again with the same token, by socket or by polling, would
+      // be refused again.
+      this.stopPolling();
       this.setState("refused", REFUSALS[code]);
+      this.emit("refused", { code: code, reason: REFUSALS[code] });
+      return;
+    }
+    if (code === CLOSE_IDLE) {
+      // Reopening at once would keep a socket for a page nobody uses.
+      this.failures = 0;
+      this.setState("paused");
       return;
     }
     this.failures += 1;
-    var delay = backoff(this.failures);
+    var delay = code === CLOSE_TOO_MANY
+      ? backoff(this.failures, CROWDED_BASE_DELAY, CROWDED_MAX_DELAY)
+      : backoff(this.failures, BASE_DELAY, MAX_DELAY);
     this.retryTimer = window.setTimeout(this.open.bind(this), delay);
     if (this.failures >= FALLBACK_AFTER) {
       this.degrade();
@@ -213,8 +250,11 @@
     } catch (error) {
       return;
     }
-    // An answer, not just an open socket, proves the server is back.
-    this.failures = 0;
+    // An answer, not just an open socket, proves the server is back; an
+    // error may be the refusal the server sends before it closes.
+    if (message.type !== "error") {
+      this.failures = 0;
+    }
     if (message.type === "ack") {
       this.settle(message.event_id, "ack", message);
       return;
@@ -274,8 +314,49 @@
     return true;
   };
 
+  // Reopens a socket closed for being idle: true if it was.
+  Connection.prototype.wake = function () {
+    if (this.state !== "paused") {
+      return false;
+    }
+    this.open();
+    return true;
+  };
+
+  // A new token, for a page whose old one was refused (or will be soon).
+  Connection.prototype.useToken = function (token) {
+    if (!token || token === this.token) {
+      return this;
+    }
+    this.token = token;
+    if (this.state === "refused") {
+      this.failures = 0;
+      this.open();
+    }
+    return this;
+  };
+
+  Connection.prototype.whenOpen = function () {
+    var self = this;
+    return new Promise(function (resolve, reject) {
+      function opened() {
+        window.clearTimeout(timer);
+        self.off("open", opened);
+        resolve();
+      }
+      var timer = window.setTimeout(function () {
+        self.off("open", opened);
+        reject(new Error("not connected"));
+      }, REQUEST_TIMEOUT);
+      self.on("open", opened);
+    });
+  };
+
   Connection.prototype.request = function (message) {
     var self = this;
+    if (this.wake()) {
+      return this.whenOpen().then(function () { return self.request(message); });
+    }
     return new Promise(function (resolve, reject) {
       var id = "r" + (self.sequence += 1);
       var sent = self.send(Object.assign({}, message, { request_id: id }));
@@ -320,7 +401,9 @@
     }
     writeOutbox(this.storageKey, this.outbox);
     this.emit("queue", this.outbox.length);
-    this.flush();
+    if (!this.wake()) {
+      this.flush();
+    }
     return eventId;
   };
 
@@ -479,7 +562,9 @@
     if (this.genre) {
       params.genre = this.genre;
     }
-    var answer = this.connection.state === "open"
+    var state = this.connection.state;
+    // A paused socket reopens for the request.
+    var answer = state === "open" || state === "paused"
       ? this.connection.request(Object.assign({ type: "recommend" }, params))
       : this.connection.fetchRecommendations(params);
     answer.then(function (message) { self.render(message); }, function () {
@@ -568,6 +653,7 @@
       connecting: "Connecting…",
       open: "Live",
       offline: "Reconnecting…",
+      paused: "Paused while idle",
       fallback: "Offline: refreshed every " + POLL_EVERY / 1000 + " s",
       refused: "Unavailable (" + connection.stateDetail + ")"
     }[connection.state];
@@ -637,7 +723,7 @@
     });
     element.rtrecWidget = widget;
     widgets.push(widget);
-    if (connection.state === "open" || connection.state === "fallback") {
+    if (["open", "fallback", "paused"].indexOf(connection.state) >= 0) {
       widget.refresh();
     }
     return widget;
