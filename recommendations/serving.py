@@ -309,8 +309,11 @@ class UserState:
     model_version: str | None
     catalog_stamp: tuple
     last_interaction: int = 0
-    seen: set = field(default_factory=set)
-    liked: dict = field(default_factory=dict)
+    # Each item the user acted on, ascending, and the sum of their events'
+    # weights on it: two small arrays, not a set and a dict of Python
+    # objects, so a long history costs 12 bytes an item.
+    seen: np.ndarray = field(default_factory=lambda: np.empty(0, np.intp))
+    liked: np.ndarray = field(default_factory=lambda: np.empty(0))
     new_since_training: int = 0
     equations: object = None
     # Neighbour scores of what the user took up, grown by each event.
@@ -319,6 +322,13 @@ class UserState:
     @property
     def n_events(self):
         return len(self.seen)
+
+    def add(self, indices, weights):
+        """Fold events' (item index, weight) pairs into the history."""
+        items = np.concatenate([self.seen, indices])
+        self.seen, inverse = np.unique(items, return_inverse=True)
+        totals = np.concatenate([self.liked, weights])
+        self.liked = np.bincount(inverse, weights=totals, minlength=len(self.seen))
 
 
 class UserCache:
@@ -524,9 +534,7 @@ class ModelHolder:
         values = np.array([np.nan if row[3] is None else row[3] for row in rows])
         weights = _weights(kinds, values)
 
-        state.seen.update(indices.tolist())
-        for index, weight in zip(indices.tolist(), weights.tolist(), strict=True):
-            state.liked[index] = state.liked.get(index, 0.0) + weight
+        state.add(indices, weights)
         if model is None:
             return
 
@@ -543,11 +551,10 @@ class ModelHolder:
             model.fold_in.add(state.equations, indices, targets)
 
     def _scores(self, end_user, state, catalog, model):
-        if not state.seen:
+        if not state.n_events:
             return self._cold_scores(catalog)
 
-        liked_items = np.fromiter(state.liked, dtype=np.intp)
-        liked_weights = np.fromiter(state.liked.values(), dtype=np.float64)
+        liked_items, liked_weights = state.seen, state.liked
         content_weight = self._content_weight(state, model)
         content = 0.0
         if content_weight:
@@ -581,7 +588,7 @@ class ModelHolder:
         """The items worth scoring for a trained user with no events since
         training, from the model's approximate index; None where every item
         is scored (no index, or a user ranked some other way)."""
-        if model is None or model.ann is None or not state.seen:
+        if model is None or model.ann is None or not state.n_events:
             return None
         user_row = model.user_index.get(end_user.external_id)
         if user_row is None or state.new_since_training:
@@ -702,7 +709,7 @@ class ModelHolder:
     @staticmethod
     def _excluded(catalog, state, exclude, genre):
         excluded = ~catalog.active
-        excluded[list(state.seen)] = True
+        excluded[state.seen] = True
         excluded[catalog.indices_of(exclude)] = True
         if genre:
             excluded |= ~catalog.genre_mask(genre)

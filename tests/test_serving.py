@@ -1,11 +1,12 @@
 """What the per-process holder recommends, read from the real database."""
 
+import numpy as np
 import pytest
 from django.utils import timezone
 
 from events.models import EndUser, Interaction, Item
 from events.validation import MessageError
-from recommendations.serving import holder
+from recommendations.serving import UserState, holder
 
 pytestmark = pytest.mark.django_db
 
@@ -108,3 +109,14 @@ def test_similar_for_an_unknown_item_is_an_error(trained):
         holder.similar("no-such-item", n=5)
 
     assert error.value.code == "unknown_item"
+
+
+def test_a_user_state_sums_the_weights_of_each_item_it_saw():
+    state = UserState(model_version=None, catalog_stamp=())
+
+    state.add(np.array([7, 3]), np.array([1.0, 2.0]))
+    state.add(np.array([3, 9, 3]), np.array([-0.5, 0.5, 1.0]))
+
+    assert state.seen.tolist() == [3, 7, 9]
+    assert state.liked.tolist() == [2.5, 1.0, 0.5]
+    assert state.n_events == 3
