@@ -12,6 +12,7 @@ own: the command as an operator types it, and this module run with
 `construct_trainset` and `SVD.fit` with the same hyper-parameters.
 
     python bench/training_cost.py --bare-fit   # on RTREC_VAR_DIR's database
+    python bench/training_cost.py --both DIR   # both sides, on DIR's database
 """
 
 import argparse
@@ -93,6 +94,16 @@ def bare_fit():
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bare-fit", action="store_true", required=True)
-    parser.parse_args()
-    print(json.dumps(bare_fit()))
+    side = parser.add_mutually_exclusive_group(required=True)
+    side.add_argument("--bare-fit", action="store_true")
+    side.add_argument(
+        "--both",
+        metavar="VAR_DIR",
+        help="time train and the bare fit on the SQLite database in VAR_DIR, "
+        "for sizes outside bench/run.py (such as generate_synthetic --size 10m)",
+    )
+    args = parser.parse_args()
+    if args.both:
+        print(json.dumps(measure_training(args.both, repeat=1), indent=2))
+    else:
+        print(json.dumps(bare_fit()))
