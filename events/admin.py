@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from events.models import ApiKey, EndUser, Interaction, Item
+from recommendations.broadcast import announce_catalog
 from recommendations.serving import holder
 
 RECENT_INTERACTIONS = 20
@@ -30,9 +31,10 @@ MAX_CSV_ERRORS = 20
 
 
 def catalog_changed():
-    # This process serves the change from its next request; the others
-    # notice on their next catalog check, within a second.
+    # This process serves the change from its next request, and the
+    # others from theirs once the announcement reaches them.
     holder.refresh(force=True)
+    announce_catalog()
 
 
 class GenreFilter(admin.SimpleListFilter):

@@ -314,6 +314,20 @@ class RecommendationConsumer(AsyncWebsocketConsumer):
             return
         await self._send_json({"type": "model_updated", "model": version})
 
+    async def catalog_changed(self, message):
+        """A models-group message: items changed in some process."""
+        self.answers.clear()
+        changed_at = message.get("at")
+        if not isinstance(changed_at, float) or holder.checked_since >= changed_at:
+            return
+        try:
+            await database_sync_to_async(holder.refresh_since)(changed_at)
+        except DatabaseError as exc:
+            # The holder looks again at its next request, within a second.
+            logger.warning(
+                "socket %s: cannot reload the catalog: %s", self.connection_id, exc
+            )
+
     def _store(self, event):
         stored = store_event(self.end_user, event)
         if not stored.duplicate:

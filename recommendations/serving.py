@@ -398,6 +398,9 @@ class ModelHolder:
         self.load_error = None
         self.users = UserCache(settings.RTREC["USER_CACHE_SIZE"])
         self._checked_at = 0.0
+        # Wall-clock time of the last check, comparable with another
+        # process's announcement of a change.
+        self.checked_since = 0.0
 
     def clear(self):
         """Forget what was loaded; the next request loads afresh."""
@@ -406,6 +409,7 @@ class ModelHolder:
             self.models, self.experiment = {}, None
             self.users.clear()
             self._checked_at = 0.0
+            self.checked_since = 0.0
 
     def refresh(self, force=False):
         """Reload the catalog and models if the database says they changed."""
@@ -414,11 +418,18 @@ class ModelHolder:
             return
         with self._lock:
             self._checked_at = now
+            self.checked_since = time.time()
             stamp = catalog_stamp()
             catalog_changed = self.catalog is None or self.catalog.stamp != stamp
             if catalog_changed:
                 self.catalog = load_catalog()
             self._refresh_models(catalog_changed)
+
+    def refresh_since(self, changed_at):
+        """Check the database now unless a check began after `changed_at`
+        (a wall-clock time), which saw that change already."""
+        if self.checked_since < changed_at:
+            self.refresh(force=True)
 
     def ensure_version(self, version):
         """Serve `version` now if this process does not already."""

@@ -1,5 +1,6 @@
 """A socket shows a kept list again only while nothing behind it changed."""
 
+import asyncio
 import time
 
 import pytest
@@ -8,6 +9,7 @@ from django.utils import timezone
 
 from events.models import EndUser, Interaction, Item
 from recommendations.answers import MAX_KEPT, AnswerCache
+from recommendations.broadcast import announce_catalog
 from recommendations.impressions import impressions
 from recommendations.models import ShownList
 from recommendations.serving import holder
@@ -95,6 +97,23 @@ async def test_an_item_deactivated_elsewhere_leaves_a_kept_list(served):
     deactivate = Item.objects.filter(external_id=before[0]).update
     await database_sync_to_async(deactivate)(is_active=False)
     await database_sync_to_async(holder.refresh)(force=True)
+    after = ids(await request(socket, {"type": "recommend", "n": 5}))
+
+    assert before[0] not in after
+    await socket.disconnect()
+
+
+async def test_a_catalog_change_announced_by_another_process_drops_kept_lists(
+    served,
+):
+    socket = await socket_as("u5")
+    before = ids(await request(socket, {"type": "recommend", "n": 5}))
+
+    # What another process does: change the table, then announce it.
+    deactivate = Item.objects.filter(external_id=before[0]).update
+    await database_sync_to_async(deactivate)(is_active=False)
+    await database_sync_to_async(announce_catalog)()
+    await asyncio.sleep(0.2)
     after = ids(await request(socket, {"type": "recommend", "n": 5}))
 
     assert before[0] not in after

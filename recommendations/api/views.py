@@ -32,7 +32,7 @@ from recommendations.api.permissions import (
     end_user_for,
     is_operator,
 )
-from recommendations.broadcast import announce_model, user_group
+from recommendations.broadcast import announce_catalog, announce_model, user_group
 from recommendations.consumers import recommendations_payload
 from recommendations.impressions import recommend_and_record
 from recommendations.metrics_counters import counters
@@ -130,8 +130,9 @@ class ItemViewSet(viewsets.ModelViewSet):
     @staticmethod
     def _catalog_changed():
         # Reload now, so this process's next recommendation already
-        # knows; other processes notice within their refresh interval.
+        # knows, and tell the others.
         holder.refresh(force=True)
+        announce_catalog()
 
     @extend_schema(
         parameters=[serializers.CountQuerySerializer],
