@@ -17,7 +17,9 @@ own: the command as an operator types it, and this module run with
 
 import argparse
 import json
+import os
 import re
+import secrets
 import time
 
 from harness import ROOT, run_measured, server_env, setup_django_here
@@ -104,6 +106,8 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     if args.both:
+        # Its processes run with DEBUG off, as the suite's do.
+        os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
         print(json.dumps(measure_training(args.both, repeat=1), indent=2))
     else:
         print(json.dumps(bare_fit()))
