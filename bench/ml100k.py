@@ -45,7 +45,7 @@ def bench_import(data_dir):
 
 def bench_training(repeat):
     """`train`'s whole path beside a bare Surprise fit on the same ratings."""
-    from surprise import SVD, Dataset, Reader
+    from surprise import Dataset, Reader
 
     from recommendations.training import (
         TrainingSettings,
@@ -53,6 +53,8 @@ def bench_training(repeat):
         holdout_mask,
         read_interactions,
         read_ratings,
+        surprise_rows,
+        svd_for,
         train_model,
     )
 
@@ -61,22 +63,7 @@ def bench_training(repeat):
     options = TrainingSettings(feedback="explicit").resolved()
     table = read_ratings()
     kept = ~holdout_mask(len(table), options.holdout, options.seed)
-    rows = list(
-        zip(
-            table.user_ids[kept].tolist(),
-            table.item_ids[kept].tolist(),
-            table.values[kept].tolist(),
-            [None] * int(kept.sum()),
-            strict=True,
-        )
-    )
-    algo_options = {
-        "n_factors": options.factors,
-        "n_epochs": options.epochs,
-        "lr_all": options.lr,
-        "reg_all": options.reg,
-        "random_state": options.seed,
-    }
+    rows = surprise_rows(table, kept)
 
     fits, whole, bare, rmse = [], [], [], None
     for _ in range(repeat):
@@ -88,7 +75,7 @@ def bench_training(repeat):
 
         started = time.perf_counter()
         trainset = Dataset(Reader(rating_scale=(1, 5))).construct_trainset(rows)
-        SVD(**algo_options).fit(trainset)
+        svd_for(options).fit(trainset)
         bare.append(time.perf_counter() - started)
     return fits, whole, bare, rmse
 
@@ -107,18 +94,10 @@ def bench_scoring(repeat, loops=200):
     from surprise import SVD, Dataset, Reader
 
     from recommendations.engine.scoring import score_items, top_n
-    from recommendations.training import artifact_from_svd, read_ratings
+    from recommendations.training import artifact_from_svd, read_ratings, surprise_rows
 
     table = read_ratings()
-    rows = [
-        (u, i, r, None)
-        for u, i, r in zip(
-            table.user_ids.tolist(),
-            table.item_ids.tolist(),
-            table.values.tolist(),
-            strict=True,
-        )
-    ]
+    rows = surprise_rows(table, np.ones(len(table), dtype=bool))
     trainset = Dataset(Reader(rating_scale=(1, 5))).construct_trainset(rows)
     algo = SVD(random_state=0)
     algo.fit(trainset)

@@ -58,9 +58,15 @@ def measure_training(var_dir, repeat):
 def bare_fit():
     """Read the ratings as `train` does, then fit Surprise alone."""
     setup_django_here()
-    from surprise import SVD, Dataset, Reader
+    from surprise import Dataset, Reader
 
-    from recommendations.training import TrainingSettings, holdout_mask, read_ratings
+    from recommendations.training import (
+        TrainingSettings,
+        holdout_mask,
+        read_ratings,
+        surprise_rows,
+        svd_for,
+    )
 
     options = TrainingSettings(feedback="explicit").resolved()
     started = time.perf_counter()
@@ -68,24 +74,10 @@ def bare_fit():
     read_seconds = time.perf_counter() - started
 
     kept = ~holdout_mask(len(table), options.holdout, options.seed)
-    rows = list(
-        zip(
-            table.user_ids[kept].tolist(),
-            table.item_ids[kept].tolist(),
-            table.values[kept].tolist(),
-            [None] * int(kept.sum()),
-            strict=True,
-        )
-    )
+    rows = surprise_rows(table, kept)
     started = time.perf_counter()
     trainset = Dataset(Reader(rating_scale=(1, 5))).construct_trainset(rows)
-    SVD(
-        n_factors=options.factors,
-        n_epochs=options.epochs,
-        lr_all=options.lr,
-        reg_all=options.reg,
-        random_state=options.seed,
-    ).fit(trainset)
+    svd_for(options).fit(trainset)
     fit_seconds = time.perf_counter() - started
     return {
         "ratings": len(table),

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from events.models import ApiKey, EndUser, Interaction, Item
-from recommendations.broadcast import announce_catalog
+from recommendations.broadcast import catalog_changed
 from recommendations.serving import holder
 
 RECENT_INTERACTIONS = 20
@@ -28,13 +28,6 @@ CSV_NAMES = {"external_id": "id", "is_active": "active"}
 CSV_TRUE = {"1", "true", "yes", "y"}
 CSV_FALSE = {"0", "false", "no", "n"}
 MAX_CSV_ERRORS = 20
-
-
-def catalog_changed():
-    # This process serves the change from its next request, and the
-    # others from theirs once the announcement reaches them.
-    holder.refresh(force=True)
-    announce_catalog()
 
 
 class GenreFilter(admin.SimpleListFilter):

@@ -8,6 +8,8 @@ import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from recommendations.serving import holder
+
 logger = logging.getLogger(__name__)
 
 MODELS_GROUP = "rtrec.models"
@@ -44,3 +46,10 @@ def announce_catalog():
         async_to_sync(layer.group_send)(MODELS_GROUP, message)
     except (redis.RedisError, OSError) as exc:
         logger.warning("catalog change not announced to other processes: %s", exc)
+
+
+def catalog_changed():
+    """Items were added, changed or removed here: this process serves the
+    change from its next request, the others once they hear of it."""
+    holder.refresh(force=True)
+    announce_catalog()

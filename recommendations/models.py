@@ -66,6 +66,18 @@ class ExperimentQuerySet(models.QuerySet):
         return self.filter(is_active=True).select_related("control", "treatment")
 
 
+def _arm():
+    # A version that an experiment serves cannot be deleted under it.
+    return models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Empty: popularity",
+    )
+
+
 class Experiment(models.Model):
     """Two versions (or a version and popularity) served side by side.
 
@@ -74,22 +86,8 @@ class Experiment(models.Model):
     """
 
     name = models.SlugField(max_length=64, unique=True)
-    control = models.ForeignKey(
-        ModelVersion,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        help_text="Empty: popularity",
-    )
-    treatment = models.ForeignKey(
-        ModelVersion,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        help_text="Empty: popularity",
-    )
+    control = _arm()
+    treatment = _arm()
     treatment_share = models.FloatField(
         default=0.5, help_text="Share of users in the treatment arm, 0 to 1"
     )

@@ -203,24 +203,36 @@ def holdout_mask(n_rows, fraction, seed):
 
 def fit_svd(table, train_mask, options, rating_scale):
     """Fit Surprise's SVD on the training rows of the table."""
-    raw = zip(
-        table.user_ids[train_mask].tolist(),
-        table.item_ids[train_mask].tolist(),
-        table.values[train_mask].tolist(),
-        [None] * int(train_mask.sum()),
-        strict=True,
-    )
-    trainset = Dataset(Reader(rating_scale=rating_scale)).construct_trainset(list(raw))
+    rows = surprise_rows(table, train_mask)
+    trainset = Dataset(Reader(rating_scale=rating_scale)).construct_trainset(rows)
+    algo = svd_for(options)
+    algo.fit(trainset)
+    return algo, trainset
 
-    algo = SVD(
+
+def surprise_rows(table, mask):
+    """The table's rows under `mask` as Surprise reads them: user, item,
+    value and (unused) timestamp."""
+    return list(
+        zip(
+            table.user_ids[mask].tolist(),
+            table.item_ids[mask].tolist(),
+            table.values[mask].tolist(),
+            [None] * int(mask.sum()),
+            strict=True,
+        )
+    )
+
+
+def svd_for(options):
+    """An unfitted Surprise SVD with resolved options' hyper-parameters."""
+    return SVD(
         n_factors=options.factors,
         n_epochs=options.epochs,
         lr_all=options.lr,
         reg_all=options.reg,
         random_state=options.seed,
     )
-    algo.fit(trainset)
-    return algo, trainset
 
 
 def implicit_targets(table, options):

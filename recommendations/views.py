@@ -28,6 +28,7 @@ from events.validation import (
     validate_recommend,
     validate_request_id,
 )
+from recommendations.api.authentication import NoAccount
 from recommendations.api.throttling import AddressRateThrottle
 from recommendations.consumers import recommendations_payload
 from recommendations.impressions import impressions
@@ -39,15 +40,8 @@ from recommendations.socket_auth import VISITOR_SESSION_KEY
 __all__ = ["index", "WidgetEventsView", "WidgetRecommendationsView"]
 
 
-class TokenHolder:
-    """Who a request carrying a ws_token acts as: an end user, no account."""
-
-    is_authenticated = True
-    is_anonymous = False
-    is_active = True
-    is_staff = False
-    is_superuser = False
-    pk = None
+class TokenHolder(NoAccount):
+    """Who a request carrying a ws_token acts as: an end user."""
 
     def __init__(self, external_id):
         self.external_id = external_id

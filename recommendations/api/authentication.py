@@ -8,8 +8,8 @@ from events.models import ApiKey
 KEYWORD = "Api-Key"
 
 
-class KeyHolder:
-    """Who a request authenticated by API key acts as: no Django account."""
+class NoAccount:
+    """A caller DRF treats as authenticated who has no Django account."""
 
     is_authenticated = True
     is_anonymous = False
@@ -17,6 +17,10 @@ class KeyHolder:
     is_staff = False
     is_superuser = False
     pk = None
+
+
+class KeyHolder(NoAccount):
+    """Who a request authenticated by API key acts as."""
 
     def __init__(self, api_key):
         self.api_key = api_key

@@ -32,7 +32,7 @@ from recommendations.api.permissions import (
     end_user_for,
     is_operator,
 )
-from recommendations.broadcast import announce_catalog, announce_model, user_group
+from recommendations.broadcast import announce_model, catalog_changed, user_group
 from recommendations.consumers import recommendations_payload
 from recommendations.impressions import recommend_and_record
 from recommendations.metrics_counters import counters
@@ -117,22 +117,15 @@ class ItemViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         super().perform_create(serializer)
-        self._catalog_changed()
+        catalog_changed()
 
     def perform_update(self, serializer):
         super().perform_update(serializer)
-        self._catalog_changed()
+        catalog_changed()
 
     def perform_destroy(self, instance):
         super().perform_destroy(instance)
-        self._catalog_changed()
-
-    @staticmethod
-    def _catalog_changed():
-        # Reload now, so this process's next recommendation already
-        # knows, and tell the others.
-        holder.refresh(force=True)
-        announce_catalog()
+        catalog_changed()
 
     @extend_schema(
         parameters=[serializers.CountQuerySerializer],
